@@ -1,0 +1,212 @@
+"""The ``policygrad`` command.
+
+argparse (standard library) keeps start-up fast and lets every error be one clear line:
+bad input never shows a traceback, and always exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from policygrad.errors import PolicygradError
+
+#: Commands added by later parts of the package: name → module with ``register(subparsers)``.
+EXTENSIONS = ("policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, instead of usage + message
+        self.exit(2, f"policygrad: error: {message} (see: {self.prog} --help)\n")
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Deterministic evaluation of a run folder's newest checkpoint."""
+    from policygrad.checkpoint import load_latest
+    from policygrad.evaluation import evaluate
+    from policygrad.trainer import read_run_config
+
+    saved = read_run_config(Path(run_dir))
+    checkpoint = load_latest(Path(run_dir))
+    agent = checkpoint.build_agent()
+    env_id = saved["config"]["env_id"]
+    returns = evaluate(agent, env_id, episodes, seed)
+    return {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "episodes": int(episodes),
+        "min_return": float(returns.min()),
+        "max_return": float(returns.max()),
+        "returns": returns.tolist(),
+        "algo": saved["algo"],
+        "env_id": env_id,
+        "env_step": checkpoint.state["counters"]["env_step"],
+        "checkpoint": str(checkpoint.path),
+    }
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from policygrad.config import parse_overrides
+    from policygrad.trainer import Trainer, default_run_dir, resolve_config
+
+    overrides: dict[str, Any] = parse_overrides(args.set or [])
+    for flag, key in (
+        ("seed", "seed"),
+        ("steps", "total_steps"),
+        ("num_envs", "num_envs"),
+        ("target_return", "target_return"),
+    ):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    cfg, preset_used = resolve_config(args.algo, args.env_id, overrides)
+    run_dir = Path(args.out) if args.out else default_run_dir(args.algo, args.env_id, cfg.seed)
+    if not args.quiet:
+        source = f"preset policygrad/presets/{args.algo}/{args.env_id}.toml" if preset_used else "defaults (no preset)"
+        print(f"training {args.algo} on {args.env_id} with {source}; run folder {run_dir}", file=sys.stderr)
+    Trainer.new(args.algo, cfg, run_dir, preset_used, quiet=args.quiet).run()
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from policygrad.trainer import Trainer
+
+    trainer = Trainer.resume(Path(args.run_dir), total_steps=args.steps, quiet=args.quiet)
+    if trainer.counters["env_step"] >= trainer.cfg.total_steps:
+        print(
+            f"{args.run_dir} already finished {trainer.counters['env_step']:,} of {trainer.cfg.total_steps:,} steps; "
+            "extend it with --steps M",
+            file=sys.stderr,
+        )
+        trainer.close()
+        return 0
+    trainer.run()
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.episodes <= 0:
+        raise PolicygradError(f"--episodes must be positive (got {args.episodes})")
+    result = evaluate_run(args.run_dir, args.episodes, args.seed)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['algo']} on {result['env_id']} at {result['env_step']:,} env steps: "
+            f"mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} over {args.episodes} episodes "
+            f"(min {result['min_return']:.1f}, max {result['max_return']:.1f})"
+        )
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from policygrad.algorithms import ADDS, ALGORITHMS
+    from policygrad.config import list_presets, load_preset
+
+    presets = list_presets()
+    if args.json:
+        out = {
+            name: {
+                "adds": ADDS[name],
+                "defaults": module.Config().to_dict(),
+                "presets": {env: load_preset(name, env) for env in presets.get(name, [])},
+            }
+            for name, module in ALGORITHMS.items()
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    for name, module in ALGORITHMS.items():
+        print(f"{name}: {ADDS[name]}")
+        print(f"  presets: {', '.join(presets.get(name, [])) or '(none)'}")
+        for f in dataclasses.fields(module.Config):
+            if f.name == "env_id":
+                continue
+            default = getattr(module.Config(), f.name)
+            doc = f.metadata.get("help", "")
+            print(f"  {f.name} = {default!r}" + (f"  # {doc}" if doc else ""))
+        for env in presets.get(name, []):
+            values = ", ".join(f"{k}={v!r}" for k, v in (load_preset(name, env) or {}).items())
+            print(f"  preset {env}: {values}")
+        print()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="policygrad",
+        description="Policy-gradient RL: REINFORCE → baseline → Actor-Critic → A2C → PPO, exact gradients, and a lab.",
+    )
+    parser.add_argument("--version", action="version", version=f"policygrad {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train an algorithm on a Gymnasium environment")
+    train.add_argument("algo", help="reinforce, reinforce-baseline, actor-critic, a2c or ppo")
+    train.add_argument("env_id", help="a Gymnasium environment id, e.g. CartPole-v1")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--steps", type=int, help="environment steps (total_steps)")
+    train.add_argument("--num-envs", type=int)
+    train.add_argument("--out", help="run folder (default runs/<algo>-<env>-seed<seed>)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
+    train.add_argument("--target-return", type=float, help="stop once a deterministic evaluation reaches this")
+    train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run's policy deterministically")
+    ev.add_argument("run_dir")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.set_defaults(func=_cmd_eval)
+
+    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    res.add_argument("run_dir")
+    res.add_argument("--steps", type=int, help="new total environment steps (extends a finished run)")
+    res.add_argument("--quiet", action="store_true")
+    res.set_defaults(func=_cmd_resume)
+
+    ls = sub.add_parser("list", help="algorithms, presets and their hyperparameters")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_cmd_list)
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and name.startswith(err.name):
+                continue  # that part of the package is not present
+            raise
+        module.register(sub)
+    return parser
+
+
+def _version() -> str:
+    from policygrad import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except PolicygradError as err:
+        print(f"policygrad: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "policygrad: interrupted; continue from the last checkpoint with 'policygrad resume RUN_DIR'",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

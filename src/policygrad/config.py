@@ -1,0 +1,193 @@
+"""Configs as frozen dataclasses, validated on construction, and presets loaded from data files.
+
+Each algorithm's config extends the one of the previous step of the chain
+(REINFORCE → + baseline → Actor-Critic → A2C → PPO), so the fields a step adds are
+exactly the idea it adds. Presets (tuned values per algorithm and environment) live in
+``policygrad/presets/<algo>/<env_id>.toml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from policygrad.errors import PolicygradError, suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def _positive(x: Any) -> bool:
+    return x > 0
+
+
+def _non_negative(x: Any) -> bool:
+    return x >= 0
+
+
+def _unit_open_closed(x: Any) -> bool:
+    return 0 < x <= 1
+
+
+def _unit_closed(x: Any) -> bool:
+    return 0 <= x <= 1
+
+
+def _checked(default: Any, check: Any = None, allowed: str = "", help: str = "") -> Any:
+    """A dataclass field with a range check (`allowed` is the human-readable range)."""
+    return field(default=default, metadata={"check": check, "allowed": allowed, "help": help})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every algorithm: the environment, the budget, the network, logging."""
+
+    env_id: str = _checked("CartPole-v1", help="Gymnasium environment id")
+    seed: int = _checked(0, _non_negative, ">= 0", "seed of every random source")
+    total_steps: int = _checked(100_000, _positive, "> 0", "environment steps to train for")
+    num_envs: int = _checked(8, _positive, "> 0", "parallel environments (episodes per update for REINFORCE)")
+    vectorization: str = _checked(
+        "auto",
+        lambda v: v in ("auto", "native", "sync", "async"),
+        "auto, native, sync or async",
+        "vector env: Gymnasium's native one where it exists (auto), sync, or async subprocesses",
+    )
+    hidden_sizes: tuple[int, ...] = _checked(
+        (64, 64), lambda v: len(v) > 0 and all(h > 0 for h in v), "positive sizes", "MLP hidden layer sizes"
+    )
+    activation: str = _checked("tanh", lambda v: v in ("tanh", "relu", "elu", "silu"), "tanh, relu, elu or silu")
+    learning_rate: float = _checked(1e-3, _positive, "> 0", "Adam learning rate")
+    anneal_lr: bool = _checked(False, help="decay the learning rate linearly to 0 over total_steps")
+    max_grad_norm: float = _checked(0.5, _non_negative, ">= 0", "gradient-norm clipping (0: off)")
+    gamma: float = _checked(0.99, _unit_open_closed, "(0, 1]", "discount factor")
+    ent_coef: float = _checked(0.0, _non_negative, ">= 0", "entropy bonus coefficient")
+    init_log_std: float = _checked(0.0, help="initial log standard deviation of Gaussian policies")
+    normalize_obs: bool = _checked(False, help="normalise observations (Gymnasium NormalizeObservation)")
+    normalize_reward: bool = _checked(False, help="scale rewards (Gymnasium NormalizeReward)")
+    eval_every: int = _checked(10_000, _non_negative, ">= 0", "env steps between deterministic evaluations (0: off)")
+    eval_episodes: int = _checked(10, _positive, "> 0", "episodes per evaluation")
+    target_return: float | None = _checked(None, help="stop once an evaluation reaches this mean return")
+    checkpoint_every: int = _checked(20, _positive, "> 0", "updates between checkpoints")
+    keep_checkpoints: int = _checked(3, _positive, "> 0", "checkpoints kept on disk")
+    log_gradient_variance: bool = _checked(
+        False, help="log the variance and SNR of the policy-gradient estimate across minibatches"
+    )
+    gradient_variance_minibatches: int = _checked(8, lambda v: v >= 2, ">= 2")
+    threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest and deterministic for small nets)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            check = f.metadata.get("check")
+            if check is not None and not check(value):
+                raise PolicygradError(
+                    f"invalid {f.name} = {value!r}: allowed {f.metadata.get('allowed') or 'values'}"
+                    f" (set it with --set {f.name}=...)"
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; algorithms override and call super()."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        out = dataclasses.asdict(self)
+        out["hidden_sizes"] = list(self.hidden_sizes)
+        return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name → help text, for `policygrad list`."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _coerce(name: str, raw: Any, annotation: Any) -> Any:
+    """Convert a preset or `--set` value to the field's type, with a clear error."""
+    text = str(raw)
+    hint = str(annotation)
+    try:
+        if "tuple" in hint:
+            if isinstance(raw, (list, tuple)):
+                return tuple(int(v) for v in raw)
+            parts = [
+                p
+                for p in text.replace("(", "").replace(")", "").replace("[", "").replace("]", "").split(",")
+                if p.strip()
+            ]
+            return tuple(int(p) for p in parts)
+        if hint.startswith("float") and "None" in hint:
+            return None if text.lower() in ("none", "null", "") else float(raw)
+        if hint == "bool" or annotation is bool:
+            if isinstance(raw, bool):
+                return raw
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if hint == "int" or annotation is int:
+            if isinstance(raw, float) and raw.is_integer():
+                return int(raw)
+            return int(text.replace("_", ""))
+        if hint == "float" or annotation is float:
+            return float(raw)
+        return text if not isinstance(raw, str) else raw
+    except (TypeError, ValueError):
+        raise PolicygradError(f"invalid value for {name}: {text!r} is not a {hint}") from None
+
+
+def build_config(cls: type, values: dict[str, Any]) -> Any:
+    """Construct ``cls`` from loosely typed values (strings from the CLI, TOML values)."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, raw in values.items():
+        if key not in names:
+            raise PolicygradError(
+                f"unknown setting '{key}' for {cls.__name__}{suggest(key, names)} (see: policygrad list)"
+            )
+        kwargs[key] = _coerce(key, raw, hints[key])
+    return cls(**kwargs)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """Parse ``key=value`` strings from ``--set``."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise PolicygradError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def preset_path(algo: str, env_id: str) -> Any:
+    """The preset file for (algo, env_id) inside the package (may not exist)."""
+    return resources.files("policygrad") / "presets" / algo / f"{env_id.replace('/', '_')}.toml"
+
+
+def load_preset(algo: str, env_id: str) -> dict[str, Any] | None:
+    """Tuned hyperparameters for the pair, or None when no preset exists."""
+    path = preset_path(algo, env_id)
+    if not path.is_file():
+        return None
+    return tomllib.loads(path.read_text())
+
+
+def list_presets() -> dict[str, list[str]]:
+    """Algorithm name → environment ids with a shipped preset."""
+    root = resources.files("policygrad") / "presets"
+    out: dict[str, list[str]] = {}
+    for algo_dir in sorted(root.iterdir(), key=lambda p: p.name):
+        if algo_dir.is_dir():
+            out[algo_dir.name] = sorted(p.name[:-5] for p in algo_dir.iterdir() if p.name.endswith(".toml"))
+    return out

@@ -1,0 +1,187 @@
+"""Vector environments (Gymnasium): creation, validation, normalisation and saved state.
+
+Every vector env here autoresets in NEXT_STEP mode (Gymnasium's default, and the only
+mode of its native CartPole): the step after an episode ends is a reset step whose
+action is ignored. The rollout masks those steps out and reads the true final
+observation of a truncated episode from the step that ended it.
+
+Wrapper stack, innermost first: the vector env → RecordEpisodeStatistics (raw episodic
+returns) → NormalizeObservation → NormalizeReward (both optional).
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import vector as vector_wrappers
+
+from policygrad.errors import PolicygradError, suggest
+
+VECTORIZATIONS = ("auto", "native", "sync", "async")
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id``, or a clear error suggesting close names."""
+    if env_id not in gym.registry:
+        raise PolicygradError(
+            f"unknown environment '{env_id}'{suggest(env_id, gym.registry.keys())} "
+            '(any registered Gymnasium id works; see: python -c "import gymnasium; gymnasium.pprint_registry()")'
+        )
+    return gym.spec(env_id)
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the agent needs to know about an environment's spaces."""
+
+    obs_dim: int
+    discrete: bool
+    action_dim: int
+    action_low: tuple[float, ...] | None
+    action_high: tuple[float, ...] | None
+    max_episode_steps: int | None
+
+
+def describe_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> EnvInfo:
+    """Validate the single-env spaces and summarise them, with clear errors."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise PolicygradError(
+            f"{env_id} has observation space {observation_space}; policygrad's MLP policies need a flat Box "
+            "(wrap the env with gymnasium.wrappers.FlattenObservation and register it)"
+        )
+    spec = gym.spec(env_id)
+    if isinstance(action_space, gym.spaces.Discrete):
+        if action_space.start != 0:
+            raise PolicygradError(f"{env_id}: Discrete action spaces must start at 0 (got start={action_space.start})")
+        return EnvInfo(observation_space.shape[0], True, int(action_space.n), None, None, spec.max_episode_steps)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return EnvInfo(
+            observation_space.shape[0],
+            False,
+            action_space.shape[0],
+            tuple(float(x) for x in action_space.low),
+            tuple(float(x) for x in action_space.high),
+            spec.max_episode_steps,
+        )
+    raise PolicygradError(
+        f"{env_id} has action space {action_space}; policygrad supports Discrete and 1-D Box action spaces"
+    )
+
+
+def resolve_vectorization(env_id: str, vectorization: str) -> str:
+    """'auto' picks Gymnasium's native vector env where one exists (CartPole), else sync."""
+    native = gym.spec(env_id).vector_entry_point is not None
+    if vectorization == "auto":
+        return "native" if native and "/" not in env_id else "sync"
+    if vectorization == "native" and not native:
+        raise PolicygradError(f"{env_id} has no native vector implementation; use vectorization=sync or async")
+    return vectorization
+
+
+def make_envs(
+    env_id: str,
+    num_envs: int,
+    vectorization: str = "auto",
+    *,
+    gamma: float = 0.99,
+    normalize_obs: bool = False,
+    normalize_reward: bool = False,
+) -> tuple[gym.vector.VectorEnv, EnvInfo]:
+    """Create the wrapped vector environment for training and describe its spaces."""
+    spec = check_env_id(env_id)
+    mode = resolve_vectorization(env_id, vectorization)
+    try:
+        if mode == "native":
+            envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
+        else:
+            # functools.partial (not a lambda) keeps a sync vector env picklable for exact resume.
+            fns = [functools.partial(gym.make, env_id) for _ in range(num_envs)]
+            if mode == "sync":
+                envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+            else:
+                envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    except gym.error.DependencyNotInstalled as err:
+        raise PolicygradError(f"{env_id} needs an extra package: {str(err).splitlines()[0]}") from None
+    except gym.error.Error as err:
+        raise PolicygradError(f"could not create {env_id}: {err}") from None
+    info = describe_spaces(spec.id, envs.single_observation_space, envs.single_action_space)
+    envs = vector_wrappers.RecordEpisodeStatistics(envs)
+    if normalize_obs:
+        envs = vector_wrappers.NormalizeObservation(envs)
+    if normalize_reward:
+        envs = vector_wrappers.NormalizeReward(envs, gamma=gamma)
+    return envs, info
+
+
+def reset_seeds(vectorization: str, seed: int, num_envs: int) -> int | list[int]:
+    """Seeds for the first reset: one per env (env i gets seed + i), one for a native env."""
+    return seed if vectorization == "native" else [seed + i for i in range(num_envs)]
+
+
+def _find_wrapper(envs: gym.vector.VectorEnv, cls: type) -> Any:
+    env = envs
+    while True:
+        if isinstance(env, cls):
+            return env
+        if not hasattr(env, "env"):
+            return None
+        env = env.env
+
+
+def normalizer_state(envs: gym.vector.VectorEnv) -> dict[str, Any]:
+    """The normalisers' running statistics as JSON-ready lists (empty when not normalising)."""
+    out: dict[str, Any] = {}
+    obs = _find_wrapper(envs, vector_wrappers.NormalizeObservation)
+    if obs is not None:
+        rms = obs.obs_rms
+        out["obs"] = {"mean": rms.mean.tolist(), "var": rms.var.tolist(), "count": float(rms.count)}
+    rew = _find_wrapper(envs, vector_wrappers.NormalizeReward)
+    if rew is not None:
+        rms = rew.return_rms
+        out["reward"] = {
+            "mean": float(np.asarray(rms.mean).item()),
+            "var": float(np.asarray(rms.var).item()),
+            "count": float(rms.count),
+            "accumulated_reward": np.asarray(rew.accumulated_reward).tolist(),
+        }
+    return out
+
+
+def load_normalizer_state(envs: gym.vector.VectorEnv, state: dict[str, Any]) -> None:
+    """Restore statistics saved by :func:`normalizer_state` into fresh wrappers."""
+    obs = _find_wrapper(envs, vector_wrappers.NormalizeObservation)
+    if obs is not None and "obs" in state:
+        obs.obs_rms.mean = np.asarray(state["obs"]["mean"], dtype=np.float64)
+        obs.obs_rms.var = np.asarray(state["obs"]["var"], dtype=np.float64)
+        obs.obs_rms.count = state["obs"]["count"]
+    rew = _find_wrapper(envs, vector_wrappers.NormalizeReward)
+    if rew is not None and "reward" in state:
+        rew.return_rms.mean = np.float64(state["reward"]["mean"])
+        rew.return_rms.var = np.float64(state["reward"]["var"])
+        rew.return_rms.count = state["reward"]["count"]
+        rew.accumulated_reward = np.asarray(state["reward"]["accumulated_reward"], dtype=np.float64)
+
+
+def snapshot(envs: gym.vector.VectorEnv) -> bytes | None:
+    """The whole environment state (episodes in flight, RNGs, normalisers) as bytes.
+
+    Works for native and synchronous vector envs of picklable environments (the
+    classic-control ones are); None where it cannot be saved (subprocess envs, or an
+    environment holding unpicklable resources) — resume then restarts episodes.
+    """
+    if isinstance(_find_wrapper(envs, gym.vector.AsyncVectorEnv), gym.vector.AsyncVectorEnv):
+        return None
+    try:
+        return pickle.dumps(envs)
+    except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
+        return None
+
+
+def restore(blob: bytes) -> gym.vector.VectorEnv:
+    """Inverse of :func:`snapshot`."""
+    return pickle.loads(blob)

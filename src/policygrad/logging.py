@@ -1,0 +1,165 @@
+"""Run logging: metrics.csv (one row per update), TensorBoard, the progress bar, the curve PNG."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from policygrad.checkpoint import write_atomic
+
+COLUMNS = [
+    "update",
+    "env_step",
+    "wall_time",
+    "episodic_return_mean",
+    "episodic_length_mean",
+    "policy_loss",
+    "value_loss",
+    "entropy",
+    "approx_kl",
+    "clip_fraction",
+    "explained_variance",
+    "grad_norm",
+    "learning_rate",
+    "steps_per_second",
+    "eval_return_mean",
+    "grad_variance",
+    "grad_snr",
+]
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return str(value)
+
+
+class MetricsLog:
+    """Appends one row per update to ``metrics.csv`` and to TensorBoard.
+
+    On resume, :meth:`truncate` drops rows written after the checkpoint being resumed,
+    so the file never holds duplicated or missing updates.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
+        self.path = run_dir / "metrics.csv"
+        new = not self.path.exists()
+        self.handle = open(self.path, "a", newline="")
+        self.writer = csv.DictWriter(self.handle, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            self.writer.writeheader()
+            self.handle.flush()
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
+
+            self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+
+    @staticmethod
+    def truncate(run_dir: Path, last_update: int) -> None:
+        """Keep only rows with ``update <= last_update`` (atomically)."""
+        path = run_dir / "metrics.csv"
+        if not path.exists():
+            return
+        with open(path, newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("update") and int(r["update"]) <= last_update]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomic(path, buffer.getvalue().encode())
+
+    def write(self, row: dict[str, Any]) -> None:
+        self.writer.writerow({k: _format(row.get(k)) for k in COLUMNS})
+        self.handle.flush()
+        if self.tb is not None:
+            step = int(row["env_step"])
+            for key, value in row.items():
+                if key in ("update", "env_step") or not isinstance(value, (int, float)) or value is None:
+                    continue
+                if isinstance(value, float) and math.isnan(value):
+                    continue
+                self.tb.add_scalar(f"train/{key}", value, step)
+
+    def close(self) -> None:
+        self.handle.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+class _StatsColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        sps = task.fields.get("sps", 0.0)
+        ret = task.fields.get("ret", float("nan"))
+        ev = task.fields.get("eval")
+        text = f"{int(task.completed):,}/{int(task.total or 0):,} steps  {sps:,.0f} steps/s  return {ret:.1f}"
+        if ev is not None:
+            text += f"  eval {ev:.1f}"
+        return Text(text)
+
+
+def make_progress(quiet: bool = False) -> Progress:
+    """A rich progress bar on stderr: env steps, steps/s, recent return, last eval, ETA."""
+    console = Console(file=sys.stderr, quiet=quiet)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        _StatsColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        refresh_per_second=4,
+    )
+
+
+def plot_learning_curve(run_dir: Path, title: str) -> Path:
+    """Write ``learning_curve.png``: episodic return (and evaluations) against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run_dir)
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        xs, ys = [], []
+        for r in rows:
+            if r.get(key):
+                xs.append(float(r["env_step"]))
+                ys.append(float(r[key]))
+        return xs, ys
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot(*series("episodic_return_mean"), label="training episodes (recent mean)", lw=1.2)
+    ex, ey = series("eval_return_mean")
+    if ex:
+        ax.plot(ex, ey, "o-", label="deterministic evaluation", ms=4)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episodic return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path = run_dir / "learning_curve.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,238 @@
+"""The Rollout tensors, and collecting them from vector environments.
+
+One Rollout type serves every source (Gymnasium vector envs, token sequences, remote
+workers): tensors of shape (N, T, ...) with N environments or sequences and T steps or
+tokens, plus a validity ``mask``. Concatenating shards along N in env order gives the
+rollout a single process would have collected, because every random draw is keyed by
+(seed, update, global env index) — see :func:`action_noise`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from policygrad.agent import Agent
+
+
+@dataclass
+class Rollout:
+    """A batch of experience, shape (N, T, ...).
+
+    ============  ==============  =====================================================
+    field         shape           meaning
+    ============  ==============  =====================================================
+    observations  (N, T, obs)     observation the action was taken in
+    actions       (N, T[, act])   action taken (unclipped for boxes)
+    log_probs     (N, T)          log π(a|s) at collection time
+    values        (N, T)          V(s) at collection time (zeros without a critic)
+    rewards       (N, T)          reward after the action
+    terminated    (N, T) bool     the MDP ended at this step: no bootstrap
+    truncated     (N, T) bool     time limit or rollout cut: bootstrap from V(final obs)
+    mask          (N, T) bool     the step is real (False: a reset step or padding)
+    next_values   (N, T)          V of the observation after the step; for a truncated
+                                  step, V(true final observation)
+    ============  ==============  =====================================================
+    """
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    mask: torch.Tensor
+    next_values: torch.Tensor
+
+    @property
+    def done(self) -> torch.Tensor:
+        """Episode boundary: terminated or truncated. (N, T) bool."""
+        return self.terminated | self.truncated
+
+    @property
+    def num_envs(self) -> int:
+        return self.rewards.shape[0]
+
+    @property
+    def num_steps(self) -> int:
+        """Number of real (unmasked) transitions."""
+        return int(self.mask.sum().item())
+
+    def flat(self, name: str) -> torch.Tensor:
+        """A field with (N, T) merged into one batch dimension."""
+        tensor = getattr(self, name)
+        return tensor.reshape(-1, *tensor.shape[2:])
+
+    @staticmethod
+    def concat(shards: Sequence[Rollout]) -> Rollout:
+        """Join shards collected on disjoint env ranges, in env order, along N."""
+        return Rollout(**{f.name: torch.cat([getattr(s, f.name) for s in shards]) for f in fields(Rollout)})
+
+
+def _stream_seed(*keys: int) -> int:
+    digest = hashlib.blake2b("/".join(map(str, keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def action_noise(
+    seed: int, update: int, env_indices: Sequence[int], steps: int, discrete: bool, action_dim: int
+) -> torch.Tensor:
+    """Pre-drawn sampling noise (N, T) uniforms or (N, T, action_dim) normals.
+
+    Keyed by (seed, update, global env index), never by process or worker, so any split
+    of the environments across workers draws the same actions.
+    """
+    out = []
+    for env_index in env_indices:
+        generator = torch.Generator().manual_seed(_stream_seed(seed, 1, update, env_index))
+        if discrete:
+            out.append(torch.rand(steps, generator=generator))
+        else:
+            out.append(torch.randn(steps, action_dim, generator=generator))
+    return torch.stack(out)
+
+
+class RolloutCollector:
+    """Steps a vector env with an agent and returns Rollouts.
+
+    Two modes: ``collect(steps)`` continues the running episodes for a fixed number of
+    vector steps (Actor-Critic, A2C, PPO); ``collect_episodes(max_steps)`` resets every
+    env and plays exactly one complete episode per env (REINFORCE and its baseline).
+    """
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        agent: Agent,
+        seed: int,
+        env_indices: Sequence[int] | None = None,
+        return_window: int = 20,
+    ) -> None:
+        self.envs = envs
+        self.agent = agent
+        self.seed = seed
+        self.num_envs = envs.num_envs
+        self.env_indices = list(env_indices) if env_indices is not None else list(range(self.num_envs))
+        self.obs: np.ndarray | None = None
+        self.prev_done = np.zeros(self.num_envs, dtype=bool)
+        self.recent_returns: collections.deque[float] = collections.deque(maxlen=return_window)
+        self.recent_lengths: collections.deque[int] = collections.deque(maxlen=return_window)
+
+    def reset(self, seed: int | list[int] | None) -> None:
+        obs, _ = self.envs.reset(seed=seed)
+        self.obs = np.asarray(obs, dtype=np.float32)
+        self.prev_done[:] = False
+
+    # ----- collection ------------------------------------------------------------------
+    def collect(self, steps: int, update: int) -> Rollout:
+        """``steps`` vector steps continuing the running episodes."""
+        if self.obs is None:
+            raise RuntimeError("call reset() before collect()")
+        return self._run(steps, update, episodes=False)
+
+    def collect_episodes(self, max_steps: int, update: int) -> Rollout:
+        """Reset, then one complete episode per env (cut at ``max_steps``, as truncation)."""
+        self.reset(None)
+        return self._run(max_steps, update, episodes=True)
+
+    def _run(self, steps: int, update: int, episodes: bool) -> Rollout:
+        agent, envs, n = self.agent, self.envs, self.num_envs
+        spec = agent.spec
+        noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
+        obs_shape = self.obs.shape[1:]
+        observations = torch.empty((n, steps, *obs_shape), dtype=torch.float32)
+        actions = (
+            torch.empty((n, steps), dtype=torch.long)
+            if spec.discrete
+            else torch.empty((n, steps, spec.action_dim), dtype=torch.float32)
+        )
+        log_probs = torch.empty((n, steps), dtype=torch.float32)
+        values = torch.zeros((n, steps + 1), dtype=torch.float32)
+        rewards = np.zeros((n, steps), dtype=np.float32)
+        terminated = np.zeros((n, steps), dtype=bool)
+        truncated = np.zeros((n, steps), dtype=bool)
+        mask = np.zeros((n, steps), dtype=bool)
+        finished = np.zeros(n, dtype=bool)
+        obs = self.obs
+        prev_done = self.prev_done
+        length = steps
+        with torch.no_grad():
+            for t in range(steps):
+                obs_t = torch.from_numpy(obs)
+                action, log_prob, value = agent.sample(obs_t, noise[:, t])
+                observations[:, t] = obs_t
+                actions[:, t] = action
+                log_probs[:, t] = log_prob
+                if value is not None:
+                    values[:, t] = value
+                # A reset step (NEXT_STEP autoreset) is not a transition; padding after an
+                # env's single episode neither.
+                mask[:, t] = ~prev_done & ~finished
+                obs, reward, term, trunc, info = envs.step(agent.to_env_actions(action))
+                obs = np.asarray(obs, dtype=np.float32)
+                rewards[:, t] = reward
+                terminated[:, t] = term
+                truncated[:, t] = trunc
+                self._record_episodes(info, mask[:, t])
+                if episodes:
+                    finished |= prev_done
+                prev_done = term | trunc
+                if episodes and (finished | prev_done).all():
+                    length = t + 1
+                    break
+            if agent.critic is not None:
+                values[:, length] = agent.value(torch.from_numpy(obs))
+        if episodes:
+            # An episode longer than max_steps is cut: that is a truncation.
+            unfinished = ~(finished | prev_done)
+            truncated[unfinished, length - 1] = True
+        self.obs = obs
+        self.prev_done = prev_done
+        sl = slice(0, length)
+        return Rollout(
+            observations=observations[:, sl],
+            actions=actions[:, sl],
+            log_probs=log_probs[:, sl],
+            values=values[:, :length],
+            rewards=torch.from_numpy(rewards[:, sl]),
+            terminated=torch.from_numpy(terminated[:, sl]),
+            truncated=torch.from_numpy(truncated[:, sl]),
+            mask=torch.from_numpy(mask[:, sl]),
+            next_values=values[:, 1 : length + 1],
+        )
+
+    def _record_episodes(self, info: dict[str, Any], valid: np.ndarray) -> None:
+        if "episode" not in info:
+            return
+        ended = info.get("_episode", np.zeros(self.num_envs, dtype=bool))
+        for i in np.flatnonzero(ended):
+            self.recent_returns.append(float(info["episode"]["r"][i]))
+            self.recent_lengths.append(int(info["episode"]["l"][i]))
+
+    def mean_recent_return(self) -> float:
+        """Mean raw return of the last completed episodes (NaN before the first)."""
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    # ----- resume ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs": None if self.obs is None else self.obs.tolist(),
+            "prev_done": self.prev_done.tolist(),
+            "recent_returns": list(self.recent_returns),
+            "recent_lengths": list(self.recent_lengths),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], with_env_state: bool) -> None:
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        if with_env_state and state["obs"] is not None:
+            self.obs = np.asarray(state["obs"], dtype=np.float32)
+            self.prev_done = np.asarray(state["prev_done"], dtype=bool)

@@ -1,0 +1,420 @@
+"""The training loop: collect → estimate → update → log → evaluate → checkpoint.
+
+The same loop runs all five algorithms; each contributes only its ``update`` and how it
+collects (complete episodes, or fixed-length segments of running episodes).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policygrad import envs as envs_lib
+from policygrad.agent import Agent, AgentSpec
+from policygrad.algorithms import get_algorithm
+from policygrad.checkpoint import load_latest, save_checkpoint, write_atomic
+from policygrad.config import build_config, load_preset
+from policygrad.errors import NonFiniteLossError, PolicygradError
+from policygrad.evaluation import evaluate
+from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
+from policygrad.rollout import RolloutCollector
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+def resolve_config(algo: str, env_id: str, overrides: dict[str, Any]) -> tuple[Any, bool]:
+    """The algorithm's config: defaults ← preset for (algo, env_id) if one exists ← overrides.
+
+    Returns ``(config, preset_used)``.
+    """
+    module = get_algorithm(algo)
+    envs_lib.check_env_id(env_id)
+    preset = load_preset(algo, env_id)
+    values: dict[str, Any] = dict(preset or {})
+    values.update(overrides)
+    values["env_id"] = env_id
+    return build_config(module.Config, values), preset is not None
+
+
+def default_run_dir(algo: str, env_id: str, seed: int) -> Path:
+    """``runs/<algo>-<env>-seed<seed>``, with a numeric suffix if that exists."""
+    base = Path("runs") / f"{algo}-{env_id.replace('/', '_')}-seed{seed}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MiB."""
+    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / scale
+
+
+class Trainer:
+    """One training run bound to its run folder. Build with :meth:`new` or :meth:`resume`."""
+
+    def __init__(self, algo: str, cfg: Any, run_dir: Path, quiet: bool = False) -> None:
+        self.algo_name = algo
+        self.algo = get_algorithm(algo)
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.quiet = quiet
+        self.history: list[dict[str, Any]] = []
+        self.counters: dict[str, Any] = {
+            "env_step": 0,
+            "train_seconds": 0.0,
+            "eval_seconds": 0.0,
+            "target_reached_step": None,
+            "target_reached_train_seconds": None,
+            "last_eval": None,
+        }
+        self.update = 0
+        torch.set_num_threads(cfg.threads)
+
+    # ----- construction ----------------------------------------------------------------
+    @classmethod
+    def new(cls, algo: str, cfg: Any, run_dir: Path, preset_used: bool = False, quiet: bool = False) -> Trainer:
+        run_dir = Path(run_dir)
+        if (run_dir / "checkpoints").exists() or (run_dir / "metrics.csv").exists():
+            raise PolicygradError(
+                f"{run_dir} already holds a run; continue it with 'policygrad resume {run_dir}' or choose another --out"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            run_dir / CONFIG_FILE,
+            json.dumps({"algo": algo, "preset": preset_used, "config": cfg.to_dict()}, indent=2).encode(),
+        )
+        self = cls(algo, cfg, run_dir, quiet)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self._make_envs()
+        self.agent = Agent(
+            AgentSpec(
+                obs_dim=self.info.obs_dim,
+                discrete=self.info.discrete,
+                action_dim=self.info.action_dim,
+                hidden_sizes=cfg.hidden_sizes,
+                activation=cfg.activation,
+                critic=self.algo.USES_CRITIC,
+                init_log_std=cfg.init_log_std,
+                action_low=self.info.action_low,
+                action_high=self.info.action_high,
+                normalize_obs=cfg.normalize_obs,
+            )
+        )
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.collector = RolloutCollector(self.envs, self.agent, cfg.seed)
+        self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
+        self.log = MetricsLog(run_dir)
+        return self
+
+    @classmethod
+    def resume(cls, run_dir: Path, total_steps: int | None = None, quiet: bool = False) -> Trainer:
+        run_dir = Path(run_dir)
+        saved = read_run_config(run_dir)
+        checkpoint = load_latest(run_dir)
+        module = get_algorithm(saved["algo"])
+        values = dict(saved["config"])
+        if total_steps is not None:
+            values["total_steps"] = total_steps
+        cfg = build_config(module.Config, values)
+        if total_steps is not None:
+            write_atomic(run_dir / CONFIG_FILE, json.dumps(dict(saved, config=cfg.to_dict()), indent=2).encode())
+        self = cls(saved["algo"], cfg, run_dir, quiet)
+        state = checkpoint.state
+        self.update = state["update"]
+        self.counters.update(state["counters"])
+        self.agent = checkpoint.build_agent()
+        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        checkpoint.restore_optimizer(self.optimizer)
+        checkpoint.restore_rng()
+        np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
+        restored = False
+        if checkpoint.env_blob is not None:
+            try:
+                self.envs = envs_lib.restore(checkpoint.env_blob)
+                self.vectorization = envs_lib.resolve_vectorization(cfg.env_id, cfg.vectorization)
+                self.info = envs_lib.describe_spaces(
+                    cfg.env_id, self.envs.single_observation_space, self.envs.single_action_space
+                )
+                restored = True
+            except Exception as err:  # noqa: BLE001 - fall back to fresh environments
+                self._say(f"could not restore the saved environments ({err}); restarting their episodes")
+        if not restored:
+            self._make_envs()
+            envs_lib.load_normalizer_state(self.envs, state.get("normalizer", {}))
+        self.collector = RolloutCollector(self.envs, self.agent, cfg.seed)
+        self.collector.load_state_dict(state["collector"], with_env_state=restored)
+        if not restored:
+            if not state.get("env_state_saved", False):
+                self._say("these environments cannot be saved (subprocess envs): episodes restart on resume")
+            self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed + 7919 * self.update, cfg.num_envs))
+        MetricsLog.truncate(run_dir, self.update)
+        self.history = _read_history(run_dir)
+        self.log = MetricsLog(run_dir, purge_step=self.counters["env_step"] + 1)
+        self._say(
+            f"resuming {saved['algo']} on {cfg.env_id} from update {self.update} "
+            f"({self.counters['env_step']:,} env steps) of {cfg.total_steps:,}"
+        )
+        return self
+
+    def _make_envs(self) -> None:
+        cfg = self.cfg
+        self.vectorization = envs_lib.resolve_vectorization(cfg.env_id, cfg.vectorization)
+        self.envs, self.info = envs_lib.make_envs(
+            cfg.env_id,
+            cfg.num_envs,
+            self.vectorization,
+            gamma=cfg.gamma,
+            normalize_obs=cfg.normalize_obs,
+            normalize_reward=cfg.normalize_reward,
+        )
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr)
+
+    # ----- the loop --------------------------------------------------------------------
+    def run(self) -> tuple[Agent, list[dict[str, Any]]]:
+        """Train until ``total_steps`` (or the target return); returns the agent and its history."""
+        cfg, counters = self.cfg, self.counters
+        progress = make_progress(self.quiet)
+        stop_reason = "budget"
+        last_saved = self.update
+        try:
+            with progress:
+                task = progress.add_task(
+                    f"{self.algo_name} {cfg.env_id}",
+                    total=cfg.total_steps,
+                    completed=min(counters["env_step"], cfg.total_steps),
+                )
+                while counters["env_step"] < cfg.total_steps:
+                    row = self._one_update()
+                    self._maybe_evaluate(row)
+                    self.log.write(row)
+                    self.history.append(row)
+                    progress.update(
+                        task,
+                        completed=min(counters["env_step"], cfg.total_steps),
+                        sps=row["steps_per_second"],
+                        ret=row["episodic_return_mean"],
+                        eval=counters["last_eval"],
+                    )
+                    reached = counters["target_reached_step"] is not None and cfg.target_return is not None
+                    if self.update % cfg.checkpoint_every == 0 or reached:
+                        self._save()
+                        last_saved = self.update
+                    if reached:
+                        stop_reason = "target"
+                        break
+        except NonFiniteLossError as err:
+            self.close()
+            raise PolicygradError(
+                f"update {self.update + 1}: {err}; training stopped and the last good checkpoint (update "
+                f"{last_saved}) is kept — lower learning_rate or enable normalize_reward, then resume"
+            ) from None
+        if last_saved != self.update:
+            self._save()
+        self._finish(stop_reason)
+        self.close()
+        return self.agent, self.history
+
+    def _one_update(self) -> dict[str, Any]:
+        cfg, counters = self.cfg, self.counters
+        start = time.perf_counter()
+        lr = cfg.learning_rate
+        if cfg.anneal_lr:
+            lr = cfg.learning_rate * max(0.0, 1.0 - counters["env_step"] / cfg.total_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if self.algo.COLLECT == "episodes":
+            rollout = self.collector.collect_episodes(self._episode_cap(), self.update)
+        else:
+            rollout = self.collector.collect(cfg.rollout_steps, self.update)
+        metrics = self.algo.update(self.agent, self.optimizer, rollout, cfg, self.update)
+        if cfg.log_gradient_variance:
+            from policygrad.diagnostics import gradient_variance
+
+            metrics.update(gradient_variance(self.agent, rollout, self.algo_name, cfg))
+        elapsed = time.perf_counter() - start
+        self.update += 1
+        counters["env_step"] += rollout.num_steps
+        counters["train_seconds"] += elapsed
+        return {
+            "update": self.update,
+            "env_step": counters["env_step"],
+            "wall_time": counters["train_seconds"],
+            "episodic_return_mean": self.collector.mean_recent_return(),
+            "episodic_length_mean": float(np.mean(self.collector.recent_lengths))
+            if self.collector.recent_lengths
+            else float("nan"),
+            **metrics,
+            "learning_rate": lr,
+            "steps_per_second": rollout.num_steps / max(elapsed, 1e-9),
+        }
+
+    def _episode_cap(self) -> int:
+        limit = self.info.max_episode_steps
+        cap = self.cfg.max_episode_steps
+        return min(cap, limit + 1) if limit else cap
+
+    def _maybe_evaluate(self, row: dict[str, Any]) -> None:
+        cfg, counters = self.cfg, self.counters
+        step = counters["env_step"]
+        previous = step - (self.history[-1]["env_step"] if self.history else 0)
+        due = cfg.eval_every > 0 and (step // cfg.eval_every) > ((step - previous) // cfg.eval_every)
+        final = step >= cfg.total_steps
+        if not (due or final):
+            return
+        start = time.perf_counter()
+        self._sync_normalizer()
+        returns = evaluate(self.agent, cfg.env_id, cfg.eval_episodes, cfg.seed)
+        counters["eval_seconds"] += time.perf_counter() - start
+        mean = float(returns.mean())
+        counters["last_eval"] = mean
+        counters["last_eval_std"] = float(returns.std())
+        row["eval_return_mean"] = mean
+        if cfg.target_return is not None and mean >= cfg.target_return and counters["target_reached_step"] is None:
+            counters["target_reached_step"] = step
+            counters["target_reached_train_seconds"] = counters["train_seconds"]
+
+    def _sync_normalizer(self) -> None:
+        """Copy the env's observation statistics into the agent, so it acts on raw observations."""
+        stats = envs_lib.normalizer_state(self.envs).get("obs")
+        if stats is not None:
+            self.agent.obs_mean.copy_(torch.tensor(stats["mean"], dtype=torch.float64))
+            self.agent.obs_var.copy_(torch.tensor(stats["var"], dtype=torch.float64))
+
+    def _save(self) -> None:
+        self._sync_normalizer()
+        state = {
+            "algo": self.algo_name,
+            "config": self.cfg.to_dict(),
+            "counters": self.counters,
+            "collector": self.collector.state_dict(),
+            "normalizer": envs_lib.normalizer_state(self.envs),
+            "numpy_rng": _numpy_state_to_json(np.random.get_state()),
+        }
+        save_checkpoint(
+            self.run_dir,
+            self.update,
+            self.agent,
+            self.optimizer,
+            state,
+            envs_lib.snapshot(self.envs),
+            keep=self.cfg.keep_checkpoints,
+        )
+
+    def _finish(self, stop_reason: str) -> dict[str, Any]:
+        cfg, counters = self.cfg, self.counters
+        if counters["last_eval"] is None or (self.history and self.history[-1].get("eval_return_mean") is None):
+            start = time.perf_counter()
+            self._sync_normalizer()
+            returns = evaluate(self.agent, cfg.env_id, cfg.eval_episodes, cfg.seed)
+            counters["eval_seconds"] += time.perf_counter() - start
+            counters["last_eval"], counters["last_eval_std"] = float(returns.mean()), float(returns.std())
+        summary = {
+            "algo": self.algo_name,
+            "env_id": cfg.env_id,
+            "seed": cfg.seed,
+            "stopped": stop_reason,
+            "updates": self.update,
+            "env_steps": counters["env_step"],
+            "train_seconds": counters["train_seconds"],
+            "eval_seconds": counters["eval_seconds"],
+            "steps_per_second": counters["env_step"] / max(counters["train_seconds"], 1e-9),
+            "peak_rss_mb": peak_rss_mb(),
+            "final_eval_mean": counters["last_eval"],
+            "final_eval_std": counters.get("last_eval_std"),
+            "eval_episodes": cfg.eval_episodes,
+            "target_return": cfg.target_return,
+            "target_reached_step": counters["target_reached_step"],
+            "target_reached_train_seconds": counters["target_reached_train_seconds"],
+        }
+        write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        plot_learning_curve(self.run_dir, f"{self.algo_name} on {cfg.env_id} (seed {cfg.seed})")
+        if not self.quiet:
+            print(
+                f"{self.algo_name} on {cfg.env_id}: {counters['env_step']:,} env steps in "
+                f"{counters['train_seconds']:.1f} s ({summary['steps_per_second']:,.0f} steps/s); "
+                f"evaluation {counters['last_eval']:.1f} ± {counters.get('last_eval_std') or 0.0:.1f} over "
+                f"{cfg.eval_episodes} episodes"
+                + (" — target reached" if stop_reason == "target" else "")
+                + f"\nrun folder: {self.run_dir}  (curve: {self.run_dir / 'learning_curve.png'})",
+                file=sys.stderr,
+            )
+        return summary
+
+    def close(self) -> None:
+        self.log.close()
+        self.envs.close()
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.json``, with clear errors for a missing or damaged run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PolicygradError(f"run folder {run_dir} does not exist")
+    path = run_dir / CONFIG_FILE
+    try:
+        saved = json.loads(path.read_text())
+        saved["algo"], saved["config"]["env_id"]
+    except FileNotFoundError:
+        raise PolicygradError(f"{run_dir} is not a policygrad run folder (no {CONFIG_FILE})") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise PolicygradError(f"{path} is corrupt ({err}); the run cannot be resumed") from None
+    return saved
+
+
+def _read_history(run_dir: Path) -> list[dict[str, Any]]:
+    from policygrad.logging import read_metrics
+
+    out = []
+    for row in read_metrics(run_dir):
+        out.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
+        out[-1]["update"], out[-1]["env_step"] = int(row["update"]), int(row["env_step"])
+    return out
+
+
+def _numpy_state_to_json(state: tuple) -> list:
+    return [state[0], state[1].tolist(), state[2], state[3], state[4]]
+
+
+def _numpy_state_from_json(state: list) -> tuple:
+    return (state[0], np.asarray(state[1], dtype=np.uint32), state[2], state[3], state[4])
+
+
+def train(
+    algo: str, env_id: str = "CartPole-v1", *, out: str | Path | None = None, quiet: bool = True, **overrides: Any
+) -> tuple[Agent, list[dict[str, Any]]]:
+    """Train ``algo`` on ``env_id``; returns ``(agent, history)`` (one dict per update).
+
+    Hyperparameters come from the shipped preset for the pair when one exists, then
+    from ``overrides`` (any config field, e.g. ``total_steps=50_000``). The run folder
+    (``out``, default ``runs/<algo>-<env>-seed<seed>``) gets the usual logs and checkpoints.
+    """
+    cfg, preset_used = resolve_config(algo, env_id, overrides)
+    run_dir = Path(out) if out is not None else default_run_dir(algo, env_id, cfg.seed)
+    return Trainer.new(algo, cfg, run_dir, preset_used, quiet=quiet).run()
+
+
+def load(run_dir: str | Path) -> Agent:
+    """The agent of a run's newest checkpoint; ``agent.act(obs)`` acts on raw observations."""
+    agent = load_latest(Path(run_dir)).build_agent()
+    agent.eval()
+    return agent
+
+
+__all__ = ["train", "load", "Trainer", "resolve_config"]
