@@ -74,10 +74,15 @@ def describe_spaces(env_id: str, observation_space: gym.Space, action_space: gym
 
 
 def resolve_vectorization(env_id: str, vectorization: str) -> str:
-    """'auto' picks Gymnasium's native vector env where one exists (CartPole), else sync."""
+    """'auto' is sync: one env object per index, each seeded ``seed + i``.
+
+    Per-index seeding is what makes a rollout independent of how the environments are
+    split across processes or machines; Gymnasium's native vector envs (CartPole) share
+    one random generator across all their envs, so they are opt-in (``native``).
+    """
     native = gym.spec(env_id).vector_entry_point is not None
     if vectorization == "auto":
-        return "native" if native and "/" not in env_id else "sync"
+        return "sync"
     if vectorization == "native" and not native:
         raise PolicygradError(f"{env_id} has no native vector implementation; use vectorization=sync or async")
     return vectorization
