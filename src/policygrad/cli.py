@@ -65,10 +65,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, flag)
     cfg, preset_used = resolve_config(args.algo, args.env_id, overrides)
     run_dir = Path(args.out) if args.out else default_run_dir(args.algo, args.env_id, cfg.seed)
+    trainer = Trainer.new(args.algo, cfg, run_dir, preset_used, quiet=args.quiet)
     if not args.quiet:
         source = f"preset policygrad/presets/{args.algo}/{args.env_id}.toml" if preset_used else "defaults (no preset)"
         print(f"training {args.algo} on {args.env_id} with {source}; run folder {run_dir}", file=sys.stderr)
-    Trainer.new(args.algo, cfg, run_dir, preset_used, quiet=args.quiet).run()
+    trainer.run()
     return 0
 
 

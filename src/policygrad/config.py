@@ -142,7 +142,10 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
             return float(raw)
         return text if not isinstance(raw, str) else raw
     except (TypeError, ValueError):
-        raise PolicygradError(f"invalid value for {name}: {text!r} is not a {hint}") from None
+        expected = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(
+            getattr(annotation, "__name__", ""), "comma-separated integers" if "tuple" in hint else "a number or none"
+        )
+        raise PolicygradError(f"invalid value for {name}: {text!r} is not {expected}") from None
 
 
 def build_config(cls: type, values: dict[str, Any]) -> Any:

@@ -91,15 +91,15 @@ class Trainer:
             raise PolicygradError(
                 f"{run_dir} already holds a run; continue it with 'policygrad resume {run_dir}' or choose another --out"
             )
+        self = cls(algo, cfg, run_dir, quiet)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self._make_envs()  # first: an unusable environment must not leave a run folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(
             run_dir / CONFIG_FILE,
             json.dumps({"algo": algo, "preset": preset_used, "config": cfg.to_dict()}, indent=2).encode(),
         )
-        self = cls(algo, cfg, run_dir, quiet)
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        self._make_envs()
         self.agent = Agent(
             AgentSpec(
                 obs_dim=self.info.obs_dim,

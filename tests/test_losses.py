@@ -1,0 +1,110 @@
+"""Each loss against hand-computed values; gradients go only where they should."""
+
+import torch
+
+from policygrad.agent import Agent, AgentSpec
+from policygrad.losses import (
+    clipped_surrogate_loss,
+    entropy_bonus,
+    explained_variance,
+    masked_mean,
+    policy_gradient_loss,
+    value_loss,
+)
+
+
+def test_masked_mean_ignores_padding():
+    x = torch.tensor([1.0, 2.0, 100.0])
+    assert masked_mean(x, torch.tensor([True, True, False])).item() == 1.5
+
+
+def test_policy_gradient_loss_hand_value():
+    log_probs = torch.tensor([-1.0, -2.0, -3.0])
+    adv = torch.tensor([1.0, 2.0, 50.0])
+    loss, metrics = policy_gradient_loss(log_probs, adv, torch.tensor([True, True, False]))
+    # -((-1)(1) + (-2)(2)) / 2 = 2.5; the masked third entry does not count.
+    assert loss.item() == 2.5 and metrics["policy_loss"] == 2.5
+
+
+def test_clipped_surrogate_hand_values():
+    # ratios 1.5 (adv +1, clipped to 1.2), 0.5 (adv -1: min(-0.5, -0.8) = -0.8), 1.1 (adv +2, inside).
+    old = torch.zeros(3)
+    new = torch.log(torch.tensor([1.5, 0.5, 1.1]))
+    adv = torch.tensor([1.0, -1.0, 2.0])
+    loss, metrics = clipped_surrogate_loss(new, old, adv, 0.2, torch.ones(3, dtype=torch.bool))
+    expected = -(1.2 - 0.8 + 2.2) / 3
+    assert abs(loss.item() - expected) < 1e-6
+    assert abs(metrics["clip_fraction"] - 2 / 3) < 1e-6
+    ratio = torch.tensor([1.5, 0.5, 1.1])
+    assert abs(metrics["approx_kl"] - ((ratio - 1) - ratio.log()).mean().item()) < 1e-6
+
+
+def test_ppo_gradient_equals_policy_gradient_at_ratio_one():
+    torch.manual_seed(0)
+    agent = Agent(AgentSpec(obs_dim=3, discrete=True, action_dim=4, hidden_sizes=(8,), activation="tanh", critic=False))
+    obs = torch.randn(16, 3)
+    actions = torch.randint(0, 4, (16,))
+    adv = torch.randn(16)
+    mask = torch.ones(16, dtype=torch.bool)
+
+    def grads(use_clip: bool) -> list[torch.Tensor]:
+        agent.zero_grad()
+        log_probs = agent.distribution(obs).log_prob(actions)
+        if use_clip:
+            loss, _ = clipped_surrogate_loss(log_probs, log_probs.detach(), adv, 0.2, mask)
+        else:
+            loss, _ = policy_gradient_loss(log_probs, adv, mask)
+        loss.backward()
+        return [p.grad.clone() for p in agent.parameters() if p.grad is not None]
+
+    for a, b in zip(grads(True), grads(False)):
+        torch.testing.assert_close(a, b)
+
+
+def test_value_loss_plain_and_clipped():
+    values = torch.tensor([2.0, 0.0])
+    returns = torch.tensor([0.0, 1.0])
+    mask = torch.ones(2, dtype=torch.bool)
+    loss, _ = value_loss(values, returns, mask)
+    assert loss.item() == 0.5 * (4.0 + 1.0) / 2
+    old = torch.tensor([1.0, 0.0])
+    # Clipped prediction for entry 0: 1 + clamp(1, -0.5, 0.5) = 1.5 → error 2.25 < 4, max keeps 4.
+    # Entry 1: unchanged. So the clipped loss equals the plain one here...
+    clipped, _ = value_loss(values, returns, mask, old, 0.5)
+    assert clipped.item() == loss.item()
+    # ...but when the move goes toward the target, clipping makes the loss larger.
+    values2 = torch.tensor([0.1, 0.0])
+    old2 = torch.tensor([2.0, 0.0])
+    plain2, _ = value_loss(values2, returns, mask)
+    clipped2, _ = value_loss(values2, returns, mask, old2, 0.5)
+    assert abs(clipped2.item() - 0.5 * (1.5**2 + 1.0) / 2) < 1e-6 and clipped2.item() > plain2.item()
+
+
+def test_entropy_and_explained_variance():
+    ent, metrics = entropy_bonus(torch.tensor([1.0, 3.0]), torch.ones(2, dtype=torch.bool))
+    assert ent.item() == 2.0 and metrics["entropy"] == 2.0
+    returns = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    mask = torch.ones(4, dtype=torch.bool)
+    assert explained_variance(returns, returns, mask) == 1.0
+    assert abs(explained_variance(torch.full((4,), 2.5), returns, mask)) < 1e-6
+
+
+def test_policy_loss_reaches_only_actor_and_value_loss_only_critic():
+    torch.manual_seed(0)
+    agent = Agent(AgentSpec(obs_dim=3, discrete=False, action_dim=2, hidden_sizes=(8,), activation="tanh",
+                            critic=True, action_low=(-1.0, -1.0), action_high=(1.0, 1.0)))
+    obs = torch.randn(5, 3)
+    actions = torch.randn(5, 2)
+    mask = torch.ones(5, dtype=torch.bool)
+    log_probs, _, values = agent.evaluate(obs, actions)
+    loss, _ = policy_gradient_loss(log_probs, torch.randn(5), mask)
+    loss.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in agent.critic.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.actor.parameters())
+    assert agent.log_std.grad is not None
+    agent.zero_grad(set_to_none=True)
+    log_probs, _, values = agent.evaluate(obs, actions)
+    v_loss, _ = value_loss(values, torch.randn(5), mask)
+    v_loss.backward()
+    assert all(p.grad is None for p in agent.actor.parameters()) and agent.log_std.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.critic.parameters())
