@@ -24,7 +24,9 @@ def slow_gae(rewards, values, next_values, terminated, done, gamma, lam):
 
 @pytest.mark.parametrize(
     "gamma,lam,length,n,dtype",
-    list(itertools.product([0.9, 0.99, 1.0], [0.0, 0.5, 0.95, 1.0], [1, 3, 200], [1, 4], [torch.float32, torch.float64])),
+    list(
+        itertools.product([0.9, 0.99, 1.0], [0.0, 0.5, 0.95, 1.0], [1, 3, 200], [1, 4], [torch.float32, torch.float64])
+    ),
 )
 def test_gae_matches_slow_loop(gamma, lam, length, n, dtype):
     g = torch.Generator().manual_seed(length * 31 + n)
@@ -130,5 +132,12 @@ def test_chain_identity_lambda0_is_td_error():
 
 def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="same"):
-        gae(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, 3, dtype=torch.bool),
-            torch.zeros(2, 3, dtype=torch.bool), 0.9, 0.9)
+        gae(
+            torch.zeros(2, 3),
+            torch.zeros(2, 4),
+            torch.zeros(2, 3),
+            torch.zeros(2, 3, dtype=torch.bool),
+            torch.zeros(2, 3, dtype=torch.bool),
+            0.9,
+            0.9,
+        )

@@ -49,8 +49,25 @@ def test_unknown_flag_is_one_line_with_exit_2(capsys):
 
 def test_corrupt_checkpoint_and_config_are_clear_errors(capsys, tmp_path):
     run_dir = tmp_path / "run"
-    assert main(["train", "reinforce", "CartPole-v1", "--steps", "300", "--out", str(run_dir), "--quiet",
-                 "--set", "eval_every=0", "--set", "eval_episodes=1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "reinforce",
+                "CartPole-v1",
+                "--steps",
+                "300",
+                "--out",
+                str(run_dir),
+                "--quiet",
+                "--set",
+                "eval_every=0",
+                "--set",
+                "eval_episodes=1",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     checkpoint = next((run_dir / "checkpoints").glob("update_*"))
     (checkpoint / "model.safetensors").write_bytes(b"garbage")
@@ -62,16 +79,28 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(capsys, tmp_path):
 
 
 def test_existing_run_folder_is_not_overwritten(capsys, tmp_path):
-    args = ["train", "reinforce", "CartPole-v1", "--steps", "200", "--out", str(tmp_path / "r"), "--quiet",
-            "--set", "eval_episodes=1"]
+    args = [
+        "train",
+        "reinforce",
+        "CartPole-v1",
+        "--steps",
+        "200",
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+        "--set",
+        "eval_episodes=1",
+    ]
     assert main(args) == 0
     code, _, err = run(args, capsys)
     assert code == 1 and "already holds a run" in err
 
 
 def test_nan_loss_stops_with_the_update_named_and_keeps_last_checkpoint(capsys, tmp_path):
-    code, _, err = run(["train", "a2c", "policygrad-test/NaNReward-v0", "--out", str(tmp_path / "nan"), "--quiet",
-                        "--steps", "1000"], capsys)
+    code, _, err = run(
+        ["train", "a2c", "policygrad-test/NaNReward-v0", "--out", str(tmp_path / "nan"), "--quiet", "--steps", "1000"],
+        capsys,
+    )
     assert code == 1
     assert "update 1:" in err and "became nan" in err and "last good checkpoint" in err
     assert "Traceback" not in err
@@ -79,9 +108,29 @@ def test_nan_loss_stops_with_the_update_named_and_keeps_last_checkpoint(capsys, 
 
 def test_eval_json_and_list(capsys, tmp_path):
     run_dir = tmp_path / "r"
-    assert main(["train", "ppo", "CartPole-v1", "--steps", "2048", "--out", str(run_dir), "--quiet",
-                 "--set", "eval_episodes=2", "--num-envs", "4", "--set", "rollout_steps=64",
-                 "--set", "minibatch_size=64"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "ppo",
+                "CartPole-v1",
+                "--steps",
+                "2048",
+                "--out",
+                str(run_dir),
+                "--quiet",
+                "--set",
+                "eval_episodes=2",
+                "--num-envs",
+                "4",
+                "--set",
+                "rollout_steps=64",
+                "--set",
+                "minibatch_size=64",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     code, out, _ = run(["eval", str(run_dir), "--episodes", "3", "--json"], capsys)
     result = json.loads(out)
@@ -92,6 +141,7 @@ def test_eval_json_and_list(capsys, tmp_path):
 
 
 def test_console_script_is_installed_and_errors_cleanly():
-    proc = subprocess.run([sys.executable, "-m", "policygrad.cli", "train", "ppo", "CartPol-v1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "policygrad.cli", "train", "ppo", "CartPol-v1"], capture_output=True, text=True
+    )
     assert proc.returncode == 1 and "CartPole-v1" in proc.stderr and "Traceback" not in proc.stderr

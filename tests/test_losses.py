@@ -57,7 +57,7 @@ def test_ppo_gradient_equals_policy_gradient_at_ratio_one():
         loss.backward()
         return [p.grad.clone() for p in agent.parameters() if p.grad is not None]
 
-    for a, b in zip(grads(True), grads(False)):
+    for a, b in zip(grads(True), grads(False), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -91,8 +91,18 @@ def test_entropy_and_explained_variance():
 
 def test_policy_loss_reaches_only_actor_and_value_loss_only_critic():
     torch.manual_seed(0)
-    agent = Agent(AgentSpec(obs_dim=3, discrete=False, action_dim=2, hidden_sizes=(8,), activation="tanh",
-                            critic=True, action_low=(-1.0, -1.0), action_high=(1.0, 1.0)))
+    agent = Agent(
+        AgentSpec(
+            obs_dim=3,
+            discrete=False,
+            action_dim=2,
+            hidden_sizes=(8,),
+            activation="tanh",
+            critic=True,
+            action_low=(-1.0, -1.0),
+            action_high=(1.0, 1.0),
+        )
+    )
     obs = torch.randn(5, 3)
     actions = torch.randn(5, 2)
     mask = torch.ones(5, dtype=torch.bool)

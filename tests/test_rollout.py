@@ -12,9 +12,18 @@ from policygrad.rollout import Rollout, RolloutCollector, action_noise
 def make(env_id, num_envs=2, critic=True, discrete=True):
     envs, info = make_envs(env_id, num_envs, "sync")
     torch.manual_seed(0)
-    agent = Agent(AgentSpec(obs_dim=info.obs_dim, discrete=info.discrete, action_dim=info.action_dim,
-                            hidden_sizes=(8,), activation="tanh", critic=critic,
-                            action_low=info.action_low, action_high=info.action_high))
+    agent = Agent(
+        AgentSpec(
+            obs_dim=info.obs_dim,
+            discrete=info.discrete,
+            action_dim=info.action_dim,
+            hidden_sizes=(8,),
+            activation="tanh",
+            critic=critic,
+            action_low=info.action_low,
+            action_high=info.action_high,
+        )
+    )
     collector = RolloutCollector(envs, agent, seed=0)
     collector.reset(list(range(num_envs)))
     return collector, agent
