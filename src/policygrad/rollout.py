@@ -100,6 +100,18 @@ def action_noise(
     return torch.stack(out)
 
 
+def _zero_padding(rollout: Rollout) -> Rollout:
+    """The rollout with every field zeroed where ``mask`` is False (padding carries no data)."""
+    padding = ~rollout.mask
+    out = {}
+    for f in fields(Rollout):
+        tensor = getattr(rollout, f.name)
+        if f.name != "mask":
+            tensor = tensor.masked_fill(padding.reshape(*padding.shape, *(1,) * (tensor.dim() - 2)), 0)
+        out[f.name] = tensor
+    return Rollout(**out)
+
+
 class RolloutCollector:
     """Steps a vector env with an agent and returns Rollouts.
 
@@ -139,9 +151,17 @@ class RolloutCollector:
         return self._run(steps, update, episodes=False)
 
     def collect_episodes(self, max_steps: int, update: int) -> Rollout:
-        """Reset, then one complete episode per env (cut at ``max_steps``, as truncation)."""
-        self.reset(None)
-        return self._run(max_steps, update, episodes=True)
+        """Reset, then one complete episode per env (cut at ``max_steps``, as truncation).
+
+        Each env is reset with a seed keyed by (seed, update, global env index) and its steps
+        after its episode are zero padding (mask False), so an env's episode depends on
+        nothing but that env: any split of the envs across workers gives the same rollout.
+        """
+        if isinstance(self.envs.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+            self.reset([_stream_seed(self.seed, 2, update, i) for i in self.env_indices])
+        else:  # a native vector env has one generator for all its envs
+            self.reset(_stream_seed(self.seed, 2, update))
+        return _zero_padding(self._run(max_steps, update, episodes=True))
 
     def _run(self, steps: int, update: int, episodes: bool) -> Rollout:
         agent, envs, n = self.agent, self.envs, self.num_envs
@@ -212,7 +232,7 @@ class RolloutCollector:
     def _record_episodes(self, info: dict[str, Any], valid: np.ndarray) -> None:
         if "episode" not in info:
             return
-        ended = info.get("_episode", np.zeros(self.num_envs, dtype=bool))
+        ended = info.get("_episode", np.zeros(self.num_envs, dtype=bool)) & valid
         for i in np.flatnonzero(ended):
             self.recent_returns.append(float(info["episode"]["r"][i]))
             self.recent_lengths.append(int(info["episode"]["l"][i]))

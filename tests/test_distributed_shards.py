@@ -1,0 +1,124 @@
+"""Sharded collection without Ray: shards concatenated in env order equal the single-process rollout, bit for bit."""
+
+import collections
+from dataclasses import fields
+
+import pytest
+import torch
+
+from policygrad.agent import Agent, AgentSpec
+from policygrad.distributed.shards import (
+    FullWidthAgent,
+    ShardCollector,
+    make_shard_envs,
+    merge_episode_logs,
+    pad_steps,
+    shard_ranges,
+)
+from policygrad.envs import make_envs
+from policygrad.rollout import Rollout, RolloutCollector
+
+
+def _agent(env_id="CartPole-v1", critic=True):
+    _, info = make_envs(env_id, 1)
+    torch.manual_seed(0)
+    return Agent(
+        AgentSpec(
+            obs_dim=info.obs_dim,
+            discrete=info.discrete,
+            action_dim=info.action_dim,
+            hidden_sizes=(64, 64),
+            activation="tanh",
+            critic=critic,
+            action_low=info.action_low,
+            action_high=info.action_high,
+        )
+    )
+
+
+def test_shard_ranges_are_contiguous_and_balanced():
+    assert shard_ranges(8, 3) == [range(0, 3), range(3, 6), range(6, 8)]
+    assert shard_ranges(4, 4) == [range(i, i + 1) for i in range(4)]
+    assert [len(r) for r in shard_ranges(10, 4)] == [3, 3, 2, 2]
+    with pytest.raises(ValueError):
+        shard_ranges(2, 3)
+
+
+@pytest.mark.parametrize(
+    "env_id, episodes, workers",
+    [
+        ("CartPole-v1", False, 3),
+        ("CartPole-v1", False, 8),
+        ("CartPole-v1", True, 3),
+        ("Pendulum-v1", False, 3),
+        ("Pendulum-v1", True, 2),
+    ],
+)
+def test_shards_equal_single_process_rollouts_and_episode_statistics(env_id, episodes, workers):
+    num_envs, updates = 8, 4 if episodes else 40
+    agent = _agent(env_id, critic=not episodes)
+    envs, _ = make_envs(env_id, num_envs)
+    local = RolloutCollector(envs, agent, seed=3)
+    local.reset([3 + i for i in range(num_envs)])
+    ranges = shard_ranges(num_envs, workers)
+    shards = [ShardCollector(make_shard_envs(env_id, r), agent, 3, r, num_envs) for r in ranges]
+    for shard, r in zip(shards, ranges, strict=True):
+        shard.reset([3 + i for i in r])
+    returns = collections.deque(maxlen=20)
+    for update in range(updates):
+        if episodes:
+            whole = local.collect_episodes(210, update)
+            parts = [s.collect_episodes(210, update) for s in shards]
+        else:
+            whole = local.collect(9, update)
+            parts = [s.collect(9, update) for s in shards]
+        length = max(p.rewards.shape[1] for p in parts)
+        joined = Rollout.concat([pad_steps(p, length) for p in parts])
+        for f in fields(Rollout):
+            assert torch.equal(getattr(joined, f.name), getattr(whole, f.name)), (update, f.name)
+        returns.extend(merge_episode_logs([s.episode_log for s in shards]))
+        assert list(returns) == list(zip(local.recent_returns, local.recent_lengths, strict=True)), update
+    assert len(returns) > 0
+
+
+def test_small_batches_round_differently_which_full_width_evaluation_avoids():
+    # Why FullWidthAgent exists: on CPU, a 1-row matmul does not always round like the same row in an 8-row one.
+    agent = _agent()
+    obs = torch.randn(8, 4, generator=torch.Generator().manual_seed(0)) * 3
+    noise = torch.rand(8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        _, whole, values = agent.sample(obs, noise)
+        rows = [agent.sample(obs[i : i + 1], noise[i : i + 1])[1] for i in range(8)]
+        wide = [FullWidthAgent(agent, [i], 8).sample(obs[i : i + 1], noise[i : i + 1]) for i in range(8)]
+    assert torch.equal(torch.cat([w[1] for w in wide]), whole)
+    assert torch.equal(torch.cat([w[2] for w in wide]), values)
+    # The narrow evaluation is the same up to rounding only (if it were exact here, FullWidthAgent would be moot
+    # on this machine, not wrong).
+    torch.testing.assert_close(torch.cat(rows), whole)
+
+
+def test_episode_mode_padding_is_zero_and_statistics_count_only_real_episodes():
+    envs, _ = make_envs("CartPole-v1", 6)
+    collector = RolloutCollector(envs, _agent(critic=True), seed=0)
+    for update in range(3):
+        r = collector.collect_episodes(500, update)
+        ends = r.done.int().argmax(1)  # each row's one episode ends at its first done step
+        steps = torch.arange(r.rewards.shape[1])
+        assert torch.equal(r.mask, steps[None] <= ends[:, None]) and r.done[r.mask].sum() == 6
+        padding = ~r.mask
+        for f in fields(Rollout):
+            if f.name != "mask":
+                assert not getattr(r, f.name)[padding].any(), f.name
+        assert r.next_values[torch.arange(6), ends].ne(0).all()  # V(final obs) of truncated ends is kept
+        assert len(collector.recent_returns) == min(20, 6 * (update + 1))  # padding episodes are not counted
+        assert sorted(collector.recent_lengths)[-6:] and all(n > 0 for n in collector.recent_lengths)
+
+
+def test_episode_mode_depends_only_on_seed_update_and_env_index():
+    # Env 2 plays the same episode whatever the other envs did before.
+    a = RolloutCollector(make_envs("CartPole-v1", 3)[0], _agent(critic=False), seed=0)
+    b = RolloutCollector(make_envs("CartPole-v1", 1)[0], _agent(critic=False), seed=0, env_indices=[2])
+    a.collect_episodes(500, 0)  # a's envs have run one more batch than b's
+    ra, rb = a.collect_episodes(500, 1), b.collect_episodes(500, 1)
+    n = int(rb.mask.sum())
+    assert torch.equal(ra.observations[2, :n], rb.observations[0, :n]) and int(ra.mask[2].sum()) == n
