@@ -243,11 +243,13 @@ class Trainer:
             rollout = self.collector.collect_episodes(self._episode_cap(), self.update)
         else:
             rollout = self.collector.collect(cfg.rollout_steps, self.update)
-        metrics = self.algo.update(self.agent, self.optimizer, rollout, cfg, self.update)
-        if cfg.log_gradient_variance:
+        variance: dict[str, float] = {}
+        if cfg.log_gradient_variance:  # before the update: at the policy that collected the rollout
             from policygrad.diagnostics import gradient_variance
 
-            metrics.update(gradient_variance(self.agent, rollout, self.algo_name, cfg))
+            variance = gradient_variance(self.agent, rollout, self.algo_name, cfg)
+        metrics = self.algo.update(self.agent, self.optimizer, rollout, cfg, self.update)
+        metrics.update(variance)
         elapsed = time.perf_counter() - start
         self.update += 1
         counters["env_step"] += rollout.num_steps
