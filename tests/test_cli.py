@@ -69,8 +69,8 @@ def test_corrupt_checkpoint_and_config_are_clear_errors(capsys, tmp_path):
         == 0
     )
     capsys.readouterr()
-    checkpoint = next((run_dir / "checkpoints").glob("update_*"))
-    (checkpoint / "model.safetensors").write_bytes(b"garbage")
+    for checkpoint in (run_dir / "checkpoints").glob("update_*"):
+        (checkpoint / "model.safetensors").write_bytes(b"garbage")
     code, _, err = run(["eval", str(run_dir)], capsys)
     assert code == 1 and "corrupt" in err and "Traceback" not in err
     (run_dir / "config.json").write_text("{not json")

@@ -74,13 +74,23 @@ class TrainConfig:
     eval_every: int = _checked(10_000, _non_negative, ">= 0", "env steps between deterministic evaluations (0: off)")
     eval_episodes: int = _checked(10, _positive, "> 0", "episodes per evaluation")
     target_return: float | None = _checked(None, help="stop once an evaluation reaches this mean return")
-    checkpoint_every: int = _checked(20, _positive, "> 0", "updates between checkpoints")
+    checkpoint_every: int = _checked(0, _non_negative, ">= 0", "also checkpoint every this many updates (0: off)")
+    checkpoint_seconds: float = _checked(
+        10.0, _non_negative, ">= 0", "checkpoint when this many seconds passed since the last one"
+    )
     keep_checkpoints: int = _checked(3, _positive, "> 0", "checkpoints kept on disk")
     log_gradient_variance: bool = _checked(
         False, help="log the variance and SNR of the policy-gradient estimate across minibatches"
     )
     gradient_variance_minibatches: int = _checked(8, lambda v: v >= 2, ">= 2")
     threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest and deterministic for small nets)")
+    # Where rollouts are collected (docs/distributed.md); none of these changes the results.
+    backend: str = _checked("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
+    workers: int = _checked(2, _positive, "> 0", "Ray rollout workers, each stepping a contiguous shard of the envs")
+    ray_address: str | None = _checked(None, help="Ray cluster: auto or HOST:PORT (None: a private local Ray)")
+    worker_cpus: float = _checked(1.0, _positive, "> 0", "CPUs reserved per Ray worker (fractions allowed)")
+    rollout_timeout: float = _checked(300.0, _positive, "> 0", "seconds before a silent Ray worker counts as hung")
+    max_worker_restarts: int = _checked(0, _non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

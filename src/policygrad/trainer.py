@@ -21,10 +21,10 @@ from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
 from policygrad.checkpoint import load_latest, save_checkpoint, write_atomic
 from policygrad.config import build_config, load_preset
+from policygrad.distributed import make_collector
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.evaluation import evaluate
 from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
-from policygrad.rollout import RolloutCollector
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -81,6 +81,7 @@ class Trainer:
             "last_eval": None,
         }
         self.update = 0
+        self._last_save_time = time.monotonic()
         torch.set_num_threads(cfg.threads)
 
     # ----- construction ----------------------------------------------------------------
@@ -115,7 +116,7 @@ class Trainer:
             )
         )
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        self.collector = RolloutCollector(self.envs, self.agent, cfg.seed)
+        self.collector = make_collector(self.envs, self.agent, cfg)  # in-process, or Ray workers
         self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
         self.log = MetricsLog(run_dir)
         return self
@@ -155,7 +156,7 @@ class Trainer:
         if not restored:
             self._make_envs()
             envs_lib.load_normalizer_state(self.envs, state.get("normalizer", {}))
-        self.collector = RolloutCollector(self.envs, self.agent, cfg.seed)
+        self.collector = make_collector(self.envs, self.agent, cfg)
         self.collector.load_state_dict(state["collector"], with_env_state=restored)
         if not restored:
             if not state.get("env_state_saved", False):
@@ -213,7 +214,7 @@ class Trainer:
                         eval=counters["last_eval"],
                     )
                     reached = counters["target_reached_step"] is not None and cfg.target_return is not None
-                    if self.update % cfg.checkpoint_every == 0 or reached:
+                    if reached or self._checkpoint_due():
                         self._save()
                         last_saved = self.update
                     if reached:
@@ -230,6 +231,12 @@ class Trainer:
         self._finish(stop_reason)
         self.close()
         return self.agent, self.history
+
+    def _checkpoint_due(self) -> bool:
+        """Every ``checkpoint_every`` updates, and whenever ``checkpoint_seconds`` have passed."""
+        cfg = self.cfg
+        by_count = cfg.checkpoint_every > 0 and self.update % cfg.checkpoint_every == 0
+        return by_count or time.monotonic() - self._last_save_time >= cfg.checkpoint_seconds
 
     def _one_update(self) -> dict[str, Any]:
         cfg, counters = self.cfg, self.counters
@@ -309,6 +316,7 @@ class Trainer:
             "normalizer": envs_lib.normalizer_state(self.envs),
             "numpy_rng": _numpy_state_to_json(np.random.get_state()),
         }
+        self._last_save_time = time.monotonic()
         save_checkpoint(
             self.run_dir,
             self.update,
@@ -362,6 +370,8 @@ class Trainer:
     def close(self) -> None:
         self.log.close()
         self.envs.close()
+        if hasattr(self.collector, "close"):  # Ray workers (and a private Ray instance) stop here
+            self.collector.close()
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
