@@ -117,7 +117,7 @@ def per_episode_gradients(theta: ArrayLike, rollout: Rollout, gamma: float, lam:
     return -grad * rollout.mask.sum().clamp(min=1)
 
 
-def fit_critic(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, steps: int = 300) -> torch.Tensor:
+def fit_critic(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, steps: int = 200) -> torch.Tensor:
     """A tabular V̂ (S,) regressed on the returns-to-go of ``episodes`` with the library's ``value_loss``.
 
     Unvisited states keep V̂ = 0. Fitted on episodes independent of the ones it is used
@@ -138,7 +138,7 @@ def fit_critic(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, steps: int
 
 
 def critic_values(
-    mdp: TabularMDP, theta: ArrayLike, critic: Critic, seed: int = 0, fit_episodes: int = 2000, max_steps: int = 1000
+    mdp: TabularMDP, theta: ArrayLike, critic: Critic, seed: int = 0, fit_episodes: int = 500, max_steps: int = 1000
 ) -> torch.Tensor | None:
     """The critic's V̂ (S,) for an estimator (None for V̂ ≡ 0, which ``episodes_to_rollout`` treats as zeros)."""
     if critic in ("zero", "wrong"):

@@ -209,11 +209,12 @@ class TabularMDP:
         return self.mu0 @ self.values_t(theta)
 
     def visitation_t(self, theta: ArrayLike) -> torch.Tensor:
-        r"""Discounted state visitation d^π(s) = Σ_t γ^t Pr(s_t = s) = [μ₀ᵀ (I − γ P_π)⁻¹](s), shape (S,)."""
+        r"""Discounted visitation d^π(s) = Σ_t γ^t Pr(s_t = s) = [μ₀ᵀ (I − γ P_π)⁻¹](s), (S,); 0 if terminal."""
         pi = self.policy_t(theta)
         P_pi = torch.einsum("sa,sat->st", pi, self.P_live)
         identity = torch.eye(self.num_states, dtype=torch.float64)
-        return torch.linalg.solve((identity - self.gamma * P_pi).T, self.mu0)
+        visits = torch.linalg.solve((identity - self.gamma * P_pi).T, self.mu0)
+        return visits * (~self.terminal)  # an ended episode visits nothing
 
     # ----- the public API (numpy in → numpy out, torch in → torch out) -------------------
     def policy(self, theta: ArrayLike) -> ArrayLike:
@@ -233,7 +234,7 @@ class TabularMDP:
         return like_input(self.q_values_t(theta) - self.values_t(theta)[:, None], theta)
 
     def visitation(self, theta: ArrayLike) -> ArrayLike:
-        """Discounted state visitation d^π(s) = Σ_t γ^t Pr(s_t = s), shape (S,)."""
+        """Discounted state visitation d^π(s) = Σ_t γ^t Pr(s_t = s), shape (S,); 0 at terminal states."""
         return like_input(self.visitation_t(theta), theta)
 
     def objective(self, theta: ArrayLike) -> float:
