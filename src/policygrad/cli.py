@@ -16,6 +16,9 @@ from typing import Any
 
 from policygrad.errors import PolicygradError
 
+#: `policygrad train` options that are config fields of the same name (docs/distributed.md).
+RAY_FLAGS = ("backend", "workers", "ray_address", "worker_cpus", "rollout_timeout", "max_worker_restarts")
+
 #: Commands added by later parts of the package: name → module with ``register(subparsers)``.
 EXTENSIONS = ("policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
 
@@ -60,6 +63,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ("steps", "total_steps"),
         ("num_envs", "num_envs"),
         ("target_return", "target_return"),
+        *((name, name) for name in RAY_FLAGS),
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
@@ -154,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--target-return", type=float, help="stop once a deterministic evaluation reaches this")
     train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    ray = train.add_argument_group("distributed rollouts (docs/distributed.md)")
+    ray.add_argument("--backend", choices=("local", "ray"), help="collect rollouts in-process (default) or on Ray")
+    ray.add_argument("--workers", type=int, metavar="N", help="Ray rollout workers (default 2)")
+    ray.add_argument("--ray-address", metavar="auto|HOST:PORT", help="join this Ray cluster (default: a private one)")
+    ray.add_argument("--worker-cpus", type=float, help="CPUs reserved per worker (default 1; fractions allowed)")
+    ray.add_argument("--rollout-timeout", type=float, metavar="SECONDS", help="a silent worker counts as hung")
+    ray.add_argument("--max-worker-restarts", type=int, metavar="K", help="recreate a failed worker K times (0)")
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a run's policy deterministically")

@@ -1,0 +1,145 @@
+"""Rollouts on Ray: the same training as local, bit for bit, and every fault handled.
+
+All on one two-node Ray cluster emulated on this machine (ray.cluster_utils.Cluster: a
+head with 2 CPUs and a second node with 1). Skipped when Ray is not installed
+(pip install 'policygrad[ray]').
+"""
+
+import threading
+import time
+
+import pytest
+import ray_helpers  # noqa: F401 - sets Ray's environment variables before Ray is imported
+
+ray = pytest.importorskip("ray")
+
+from ray import cloudpickle  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+from ray_helpers import assert_same_run, register_faulty, train  # noqa: E402
+
+from policygrad.distributed.ray_backend import RayCollector  # noqa: E402
+from policygrad.errors import PolicygradError  # noqa: E402
+from policygrad.trainer import Trainer, resolve_config  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
+cloudpickle.register_pickle_by_value(ray_helpers)  # the workers cannot import the tests' modules
+NODE = dict(object_store_memory=80 * 1024**2)
+# Notice a lost node within about a second instead of Ray's default quarter of a minute.
+FAST_HEALTH_CHECKS = {"health_check_period_ms": 500, "health_check_failure_threshold": 2}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    head = dict(NODE, num_cpus=2, include_dashboard=False, _system_config=FAST_HEALTH_CHECKS)
+    cluster = Cluster(initialize_head=True, connect=True, head_node_args=head)
+    cluster.second = cluster.add_node(num_cpus=1, **NODE)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_a2c(tmp_path_factory):
+    path = tmp_path_factory.mktemp("local") / "a2c"
+    train(path, checkpoint_every=4)
+    return path
+
+
+def test_two_nodes_equal_local(local_a2c, tmp_path):
+    trainer = train(tmp_path / "ray", backend="ray", workers=2, checkpoint_every=4)
+    assert len(set(trainer.collector.worker_nodes)) == 2  # one worker per node
+    assert_same_run(local_a2c, tmp_path / "ray")
+
+
+def test_ray_equals_local_with_one_and_with_three_workers(tmp_path, local_a2c):
+    for workers, worker_cpus in ((1, 1.0), (3, 0.5)):  # 3 workers: shards of 3, 3 and 2 envs
+        run = tmp_path / f"ray{workers}"
+        trainer = train(run, backend="ray", workers=workers, worker_cpus=worker_cpus, checkpoint_every=4)
+        assert len(trainer.collector.shards) == workers
+        assert_same_run(local_a2c, run)
+
+
+def test_episode_mode_equals_local(tmp_path):
+    train(tmp_path / "local", algo="reinforce", total_steps=1500)
+    train(tmp_path / "ray", algo="reinforce", total_steps=1500, backend="ray", workers=2)
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
+
+
+def test_env_exception_names_worker_env_index_and_error(tmp_path):
+    env_id = register_faulty("policygrad-test/RaisesInEnv5-v0", ("raise", 5, 7, None))
+    with pytest.raises(PolicygradError) as err:
+        train(tmp_path / "run", env_id=env_id, backend="ray", workers=2)
+    assert str(err.value) == "rollout worker 1 (envs 4-7): env 5 raised ValueError in step(): boom at step 7"
+
+
+def _hang_then_crash(name, tmp_path):
+    # Env 0 hangs at its 12th step (update 3), env 5 kills its worker at its 50th step (update 10); once each.
+    faults = ("hang", 0, 12, tmp_path / "hang"), ("crash", 5, 50, tmp_path / "crash")
+    return register_faulty(f"policygrad-test/{name}-v0", *faults)
+
+
+def test_hung_then_crashed_worker_stop_training_and_the_last_checkpoint_resumes_exactly(tmp_path, local_a2c):
+    env_id, run = _hang_then_crash("HangThenCrash", tmp_path), tmp_path / "run"
+    hung = r"rollout worker 0 \(envs 0-3\) did not return its rollout within 1\.5 s \(--rollout-timeout\)"
+    with pytest.raises(PolicygradError, match=hung):
+        train(run, env_id=env_id, backend="ray", workers=2, rollout_timeout=1.5, checkpoint_every=2)
+    assert (tmp_path / "hang").exists() and not (tmp_path / "crash").exists()
+    start = time.monotonic()
+    with pytest.raises(PolicygradError, match=r"rollout worker 1 \(envs 4-7\) died .*--max-worker-restarts K"):
+        Trainer.resume(run, quiet=True).run()
+    assert time.monotonic() - start < 60  # it fails fast: no waiting for a timeout
+    assert (tmp_path / "crash").exists()
+    Trainer.resume(run, quiet=True).run()
+    assert_same_run(local_a2c, run)
+
+
+def test_hung_and_crashed_workers_are_recreated_and_the_batch_collected_again(tmp_path, local_a2c):
+    env_id, run = _hang_then_crash("HangThenCrashRestarted", tmp_path), tmp_path / "run"
+    trainer = train(
+        run, env_id=env_id, backend="ray", workers=2, checkpoint_every=4, rollout_timeout=1.5, max_worker_restarts=1
+    )
+    assert trainer.collector.restarts == [1, 1] and (tmp_path / "crash").exists()
+    assert_same_run(local_a2c, run)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(workers=4), r"--workers 4 x --worker-cpus 1 needs 4 CPUs but the Ray cluster has 3"),
+        (dict(workers=1, worker_cpus=3), r"--worker-cpus 3 is more than any node of the Ray cluster has \(2 CPUs\)"),
+        (dict(workers=9), r"--workers 9 needs at least as many environments \(num_envs = 8\)"),
+        (dict(normalize_obs=True), r"does not support normalize_obs"),
+    ],
+)
+def test_impossible_requests_are_refused_up_front(overrides, message):
+    cfg, _ = resolve_config("a2c", "CartPole-v1", dict(backend="ray", **overrides))
+    from policygrad.agent import Agent, AgentSpec
+
+    agent = Agent(AgentSpec(obs_dim=4, discrete=True, action_dim=2, hidden_sizes=(8,), activation="tanh", critic=True))
+    with pytest.raises(PolicygradError, match=message):
+        RayCollector(agent, cfg)
+
+
+def test_lost_node_is_a_crashed_worker_recreated_elsewhere(cluster, local_a2c, tmp_path):
+    # Last in this file: the cluster has one node less afterwards.
+    cfg, _ = resolve_config(
+        "a2c",
+        "CartPole-v1",
+        dict(total_steps=1200, eval_every=0, backend="ray", workers=2, max_worker_restarts=1, checkpoint_every=4),
+    )
+    trainer = Trainer.new("a2c", cfg, tmp_path / "ray", quiet=True)
+    second = cluster.second.node_id
+    assert second in trainer.collector.worker_nodes
+
+    def remove_second_node():
+        while trainer.update < 3:
+            time.sleep(0.001)
+        cluster.remove_node(cluster.second)
+
+    killer = threading.Thread(target=remove_second_node)
+    killer.start()
+    trainer.run()
+    killer.join()
+    assert second not in trainer.collector.worker_nodes and sorted(trainer.collector.restarts) == [0, 1]
+    assert_same_run(local_a2c, tmp_path / "ray")
