@@ -34,10 +34,10 @@ def test_every_algorithm_learns_cartpole(tmp_path, algo, threshold, budget):
 
 @pytest.mark.slow
 def test_ppo_improves_pendulum_clearly(tmp_path):
-    torch.manual_seed(0)
-    agent, history = policygrad.train("ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0, total_steps=60_000)
+    _, history = policygrad.train("ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0, total_steps=40_000)
     evaluations = [row["eval_return_mean"] for row in history if row.get("eval_return_mean") is not None]
-    assert evaluations[-1] > -700, evaluations  # a random policy scores about -1200 to -1500
+    # The untrained policy scores about -1200 to -1500 on the fixed evaluation episodes.
+    assert evaluations[0] < -900 and evaluations[-1] > -700, evaluations
 
 
 def test_truncation_bootstraps_value_to_one_over_one_minus_gamma(tmp_path):

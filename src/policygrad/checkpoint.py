@@ -72,7 +72,9 @@ def _restore_optimizer(
     for key, value in meta["scalars"].items():
         param_id, name = key.split(".", 1)
         state.setdefault(int(param_id), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # JSON turns tuples (Adam's betas) into lists; give them back their type.
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in group.items()} for group in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_checkpoint(
