@@ -147,6 +147,20 @@ def test_numpy_in_numpy_out_and_torch_in_differentiable_torch_out():
     assert again.objective(theta_np) == pytest.approx(mdp.objective(theta_np))
 
 
+def test_a_batch_of_logits_gives_the_answers_of_each():
+    mdp = gridworld()
+    batch = np.random.default_rng(2).normal(size=(3, 12, 4))
+    np.testing.assert_allclose(mdp.gradient(batch), np.stack([mdp.gradient(t) for t in batch]), atol=1e-12)
+    np.testing.assert_allclose(mdp.objective(batch), [mdp.objective(t) for t in batch], atol=1e-12)
+    np.testing.assert_allclose(mdp.visitation(batch), np.stack([mdp.visitation(t) for t in batch]), atol=1e-12)
+    np.testing.assert_allclose(mdp.advantages(batch), np.stack([mdp.advantages(t) for t in batch]), atol=1e-12)
+    # Sampling with one policy per episode: episode n follows batch[n].
+    theta = np.zeros((2, 1, 2))
+    theta[0, 0, 0] = theta[1, 0, 1] = 30.0
+    actions = sample_episodes(bandit([1.0, 0.0]), theta, 2, seed=0).actions[:, 0]
+    assert actions.tolist() == [0, 1]
+
+
 @pytest.mark.parametrize(
     "args,message",
     [

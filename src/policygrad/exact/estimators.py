@@ -74,17 +74,29 @@ def get_estimator(name: str) -> Estimator:
 
 
 def episodes_to_rollout(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, critic: torch.Tensor | None) -> Rollout:
-    """The library's Rollout for tabular episodes: one-hot observations (N, T, O), critic values V̂(s_t)."""
+    """The library's Rollout for tabular episodes: one-hot observations (N, T, O), critic values V̂(s_t).
+
+    ``theta`` (O, A) or one policy per episode (N, O, A); ``critic`` (S,), one per episode
+    (N, S), or None for V̂ ≡ 0.
+    """
     obs = mdp.obs_index[episodes.states]
     with torch.no_grad():
         log_pi = torch.log_softmax(as_float64(theta), dim=-1)
-    values = torch.zeros_like(episodes.rewards) if critic is None else critic[episodes.states]
-    next_values = torch.zeros_like(episodes.rewards) if critic is None else critic[episodes.next_states]
+    if log_pi.ndim == 3:  # one policy per episode
+        log_pi = log_pi[torch.arange(log_pi.shape[0])[:, None], obs]
+        log_pi = log_pi.gather(-1, episodes.actions.unsqueeze(-1)).squeeze(-1)
+    else:
+        log_pi = log_pi[obs, episodes.actions]
+    values, next_values = torch.zeros_like(episodes.rewards), torch.zeros_like(episodes.rewards)
+    if critic is not None and critic.ndim == 2:  # one critic per episode
+        values, next_values = critic.gather(1, episodes.states), critic.gather(1, episodes.next_states)
+    elif critic is not None:
+        values, next_values = critic[episodes.states], critic[episodes.next_states]
     mask = episodes.mask
     return Rollout(
         observations=torch.nn.functional.one_hot(obs, mdp.num_observations).to(torch.float64),
         actions=episodes.actions,
-        log_probs=log_pi[obs, episodes.actions],
+        log_probs=log_pi,
         values=values * mask,
         rewards=episodes.rewards,
         terminated=episodes.terminated,
@@ -98,7 +110,8 @@ def per_episode_gradients(theta: ArrayLike, rollout: Rollout, gamma: float, lam:
     """One policy-gradient estimate per episode (row) of ``rollout``: (N, O, A).
 
     Advantages by ``gae``; the gradient by ``policy_gradient_loss`` and autograd. Each
-    row gets its own copy of θ, so one backward pass yields every per-episode gradient.
+    row gets its own copy of θ (or its own logits, if ``theta`` is (N, O, A)), so one
+    backward pass yields every per-episode gradient.
     """
     advantages, _ = gae(
         rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, gamma, lam
@@ -107,7 +120,7 @@ def per_episode_gradients(theta: ArrayLike, rollout: Rollout, gamma: float, lam:
     # γ^t: the policy-gradient theorem weighs states by the discounted visitation d^π.
     advantages = advantages * gamma ** torch.arange(T, dtype=torch.float64)
     theta_t = as_float64(theta).detach()
-    copies = theta_t.expand(N, *theta_t.shape).clone().requires_grad_(True)
+    copies = (theta_t if theta_t.ndim == 3 else theta_t.expand(N, *theta_t.shape)).clone().requires_grad_(True)
     obs = rollout.observations.argmax(-1)
     log_pi = torch.log_softmax(copies, dim=-1)  # (N, O, A)
     log_probs = log_pi[torch.arange(N)[:, None], obs, rollout.actions]

@@ -62,7 +62,9 @@ class TabularMDP:
 
     Inputs may be numpy arrays or torch tensors. Methods taking ``theta`` return torch
     tensors (float64, differentiable in ``theta``) when ``theta`` is a torch tensor,
-    and numpy arrays otherwise; :meth:`objective` always returns a float.
+    and numpy arrays otherwise; :meth:`objective` returns a float. A batch of logits
+    (..., O, A) gets batched answers (..., S), (..., S, A), and J of shape (...,):
+    many independent learners in one call.
     """
 
     def __init__(
@@ -181,42 +183,41 @@ class TabularMDP:
     # ----- exact quantities (torch, differentiable) -------------------------------------
     def _theta(self, theta: ArrayLike) -> torch.Tensor:
         theta_t = as_float64(theta)
-        if tuple(theta_t.shape) != self.theta_shape:
+        if theta_t.ndim < 2 or tuple(theta_t.shape[-2:]) != self.theta_shape:
             raise PolicygradError(f"theta must have shape (O, A) = {self.theta_shape}, got {tuple(theta_t.shape)}")
         return theta_t
 
+    def _solve_matrix(self, pi: torch.Tensor) -> torch.Tensor:
+        """I − γ P_π, with P_π[s, s'] = Σ_a π(a|s) P[s, a, s']: (..., S, S)."""
+        P_pi = torch.einsum("...sa,sat->...st", pi, self.P_live)
+        return torch.eye(self.num_states, dtype=torch.float64) - self.gamma * P_pi
+
     def policy_t(self, theta: ArrayLike) -> torch.Tensor:
         """π(a|s) = softmax(θ[o(s)]): (S, A), differentiable."""
-        return torch.softmax(self._theta(theta)[self.obs_index], dim=-1)
+        return torch.softmax(self._theta(theta)[..., self.obs_index, :], dim=-1)
 
     def values_t(self, theta: ArrayLike) -> torch.Tensor:
-        r"""V^π = (I − γ P_π)⁻¹ r_π, shape (S,).
-
-        P_π[s, s'] = Σ_a π(a|s) P[s, a, s'] and r_π[s] = Σ_a π(a|s) R[s, a].
-        """
+        r"""V^π = (I − γ P_π)⁻¹ r_π, shape (S,), with r_π[s] = Σ_a π(a|s) R[s, a]."""
         pi = self.policy_t(theta)
-        P_pi = torch.einsum("sa,sat->st", pi, self.P_live)
         r_pi = (pi * self.R).sum(-1)
-        identity = torch.eye(self.num_states, dtype=torch.float64)
-        return torch.linalg.solve(identity - self.gamma * P_pi, r_pi)
+        return torch.linalg.solve(self._solve_matrix(pi), r_pi.unsqueeze(-1)).squeeze(-1)
 
     def q_values_t(self, theta: ArrayLike) -> torch.Tensor:
         """Q^π(s, a) = R[s, a] + γ Σ_s' P[s, a, s'] V^π(s'), shape (S, A)."""
-        return self.R + self.gamma * torch.einsum("sat,t->sa", self.P_live, self.values_t(theta))
+        return self.R + self.gamma * torch.einsum("sat,...t->...sa", self.P_live, self.values_t(theta))
 
     def objective_t(self, theta: ArrayLike) -> torch.Tensor:
         """J(θ) = μ₀ · V^π, a 0-d tensor (differentiable)."""
-        return self.mu0 @ self.values_t(theta)
+        return (self.values_t(theta) * self.mu0).sum(-1)
 
     def visitation_t(self, theta: ArrayLike) -> torch.Tensor:
         r"""Discounted visitation d^π(s) = Σ_t γ^t Pr(s_t = s) = [μ₀ᵀ (I − γ P_π)⁻¹](s), (S,); 0 if terminal."""
-        pi = self.policy_t(theta)
-        P_pi = torch.einsum("sa,sat->st", pi, self.P_live)
-        identity = torch.eye(self.num_states, dtype=torch.float64)
-        visits = torch.linalg.solve((identity - self.gamma * P_pi).T, self.mu0)
+        matrix = self._solve_matrix(self.policy_t(theta))
+        visits = torch.linalg.solve(matrix.mT, self.mu0.expand(*matrix.shape[:-1]).unsqueeze(-1)).squeeze(-1)
         return visits * (~self.terminal)  # an ended episode visits nothing
 
     # ----- the public API (numpy in → numpy out, torch in → torch out) -------------------
+    # Every method also takes a batch of logits (..., O, A) and answers for each (runs in parallel).
     def policy(self, theta: ArrayLike) -> ArrayLike:
         """π(a|s), shape (S, A)."""
         return like_input(self.policy_t(theta), theta)
@@ -231,16 +232,17 @@ class TabularMDP:
 
     def advantages(self, theta: ArrayLike) -> ArrayLike:
         """A^π(s, a) = Q^π(s, a) − V^π(s), shape (S, A)."""
-        return like_input(self.q_values_t(theta) - self.values_t(theta)[:, None], theta)
+        return like_input(self.q_values_t(theta) - self.values_t(theta).unsqueeze(-1), theta)
 
     def visitation(self, theta: ArrayLike) -> ArrayLike:
         """Discounted state visitation d^π(s) = Σ_t γ^t Pr(s_t = s), shape (S,); 0 at terminal states."""
         return like_input(self.visitation_t(theta), theta)
 
-    def objective(self, theta: ArrayLike) -> float:
-        """J(θ) = μ₀ · V^π (a float)."""
+    def objective(self, theta: ArrayLike) -> Any:
+        """J(θ) = μ₀ · V^π: a float (a numpy array (...,) for a batch of logits)."""
         with torch.no_grad():
-            return float(self.objective_t(theta))
+            value = self.objective_t(theta)
+        return float(value) if value.ndim == 0 else value.numpy()
 
     def gradient(self, theta: ArrayLike) -> ArrayLike:
         r"""∇_θ J, shape (O, A), by autograd through the linear solve of :meth:`values`.
@@ -249,7 +251,7 @@ class TabularMDP:
         (the tests check both, and finite differences).
         """
         theta_t = self._theta(theta).detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.objective_t(theta_t), theta_t)
+        (grad,) = torch.autograd.grad(self.objective_t(theta_t).sum(), theta_t)
         return like_input(grad, theta)
 
     def __repr__(self) -> str:

@@ -60,6 +60,8 @@ def sample_episodes(
 ) -> Episodes:
     """Play ``num_episodes`` episodes of π_θ from s₀ ~ μ₀ until termination or ``max_steps``.
 
+    ``theta`` is (O, A), or (num_episodes, O, A) to give each episode its own policy.
+
     ``seed`` is an int or a ``torch.Generator``; the same seed gives the same episodes.
     An episode still running after ``max_steps`` steps is truncated (its last real step
     has ``truncated`` set); choose ``max_steps`` so that this is rare when an estimator
@@ -71,13 +73,16 @@ def sample_episodes(
     with torch.no_grad():
         pi = mdp.policy_t(theta).detach()
     N = num_episodes
+    if pi.ndim == 3 and pi.shape[0] != N:
+        raise PolicygradError(f"a batch of logits needs one per episode: got {pi.shape[0]} for {N} episodes")
+    rows = torch.arange(N)
     states = _categorical(mdp.mu0.expand(N, -1), generator)
     alive = ~mdp.terminal[states]
     columns: dict[str, list[torch.Tensor]] = {k: [] for k in ("s", "a", "r", "s2", "term", "mask")}
     for _ in range(max_steps):
         if not alive.any():
             break
-        actions = _categorical(pi[states], generator)
+        actions = _categorical(pi[rows, states] if pi.ndim == 3 else pi[states], generator)
         next_states = _categorical(mdp.P[states, actions], generator)
         rewards = mdp.R[states, actions]
         if mdp.reward_noise == "gaussian":
