@@ -122,3 +122,33 @@ def test_episode_mode_depends_only_on_seed_update_and_env_index():
     ra, rb = a.collect_episodes(500, 1), b.collect_episodes(500, 1)
     n = int(rb.mask.sum())
     assert torch.equal(ra.observations[2, :n], rb.observations[0, :n]) and int(ra.mask[2].sum()) == n
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--workers", "9"], "--workers 9 needs at least as many environments (num_envs = 8)"),
+        (["--set", "normalize_obs=true"], "--backend ray does not support normalize_obs"),
+        (["--set", "vectorization=native"], "vectorization=native shares one random generator"),
+        (["--worker-cpus", "0"], "invalid worker_cpus = 0.0: allowed > 0"),
+    ],
+)
+def test_ray_options_are_checked_before_ray_starts(extra, expected, capsys, tmp_path):
+    from policygrad.cli import main
+
+    code = main(
+        ["train", "a2c", "CartPole-v1", "--backend", "ray", "--num-envs", "8", "--out", str(tmp_path / "r"), *extra]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_ray_backend_without_ray_installed_says_how_to_install(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from policygrad.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
+    code = main(["train", "a2c", "CartPole-v1", "--backend", "ray", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and "pip install 'policygrad[ray]'" in err and len(err.strip().splitlines()) == 1, err
