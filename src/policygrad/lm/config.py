@@ -1,0 +1,84 @@
+"""Validation shared by the LM configs (same messages as policygrad's Gymnasium configs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from policygrad.errors import PolicygradError
+
+
+def validate_fields(cfg: Any) -> None:
+    """Check every field's range (from its ``_checked`` metadata); raise one clear line."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise PolicygradError(
+                f"invalid {f.name} = {value!r}: allowed {f.metadata.get('allowed') or 'values'}"
+                f" (set it with --set {f.name}=...)"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
+
+
+from dataclasses import dataclass  # noqa: E402
+
+from policygrad.config import _checked, _non_negative, _positive  # noqa: E402
+
+
+def _kl_place(v: Any) -> bool:
+    return v in ("reward", "loss")
+
+
+def _reduction(v: Any) -> bool:
+    return v in ("token-mean", "sequence-mean", "sequence-sum")
+
+
+@dataclass(frozen=True)
+class LMTrainConfig:
+    """Settings every token algorithm shares: the task, the batch, the optimiser, the KL penalty, logging.
+
+    Each algorithm's config extends the previous step's (REINFORCE → RLOO → GRPO → PPO).
+    """
+
+    task: str = _checked("sum", help="task: target, sum or sort")
+    seed: int = _checked(0, _non_negative, ">= 0", "seed of every random source")
+    updates: int = _checked(1000, _positive, "> 0", "policy updates to run")
+    max_train_seconds: float | None = _checked(
+        150.0, lambda v: v is None or v > 0, "> 0 or none", "also stop after this much training time (none: off)"
+    )
+    prompts_per_update: int = _checked(64, _positive, "> 0", "distinct prompts sampled per update")
+    samples_per_prompt: int = _checked(1, _positive, "> 0", "responses sampled per prompt (K, the group size)")
+    learning_rate: float = _checked(1e-3, _positive, "> 0", "Adam learning rate (peak)")
+    anneal_lr: bool = _checked(
+        True, help="decay the learning rate linearly to 10 % over the budget (updates or time, whichever is nearer)"
+    )
+    max_grad_norm: float = _checked(1.0, _non_negative, ">= 0", "gradient-norm clipping (0: off)")
+    kl_coef: float = _checked(0.03, _non_negative, ">= 0", "β, weight of the KL penalty to the reference")
+    kl_in: str = _checked("reward", _kl_place, "reward or loss", "where the KL penalty goes")
+    kl_estimator: str = _checked("k3", lambda v: v in ("k1", "k3"), "k1 or k3", "KL estimator when kl_in = loss")
+    loss_reduction: str = _checked(
+        "token-mean", _reduction, "token-mean, sequence-mean or sequence-sum", "how token losses are aggregated"
+    )
+    ent_coef: float = _checked(0.0, _non_negative, ">= 0", "entropy bonus coefficient")
+    checkpoint_every: int = _checked(100, _positive, "> 0", "updates between checkpoints")
+    keep_checkpoints: int = _checked(3, _positive, "> 0", "checkpoints kept on disk")
+    eval_prompts: int = _checked(512, _positive, "> 0", "prompts sampled for the final evaluation")
+    threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest for the small model)")
+
+    def __post_init__(self) -> None:
+        validate_fields(self)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; algorithms override and call super()."""
+
+    @property
+    def batch_size(self) -> int:
+        """Responses per update, N = prompts × K."""
+        return self.prompts_per_update * self.samples_per_prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

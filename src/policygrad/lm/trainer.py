@@ -1,0 +1,365 @@
+"""The token training loop: sample → score → reward → advantages → update → log → checkpoint.
+
+One update: draw ``prompts_per_update`` prompts, sample K responses to each with the
+policy (KV cache, inverse-CDF sampling), score them with the task, compute the
+reference's log-probs, build the (N, T) :class:`~policygrad.lm.rollout.TokenRollout`,
+and hand it to the algorithm's ``update``. Prompts and sampling noise are keyed by
+(seed, update), so a resumed run repeats exactly what an uninterrupted one does.
+
+A run folder holds ``config.json``, ``reference/`` (the reference model, unless it
+was given as a path to a Hugging Face model), ``metrics.csv``, ``tensorboard/``,
+``checkpoints/``, ``policy/`` (the final policy, a model folder) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from policygrad.checkpoint import write_atomic
+from policygrad.config import build_config
+from policygrad.errors import NonFiniteLossError, PolicygradError
+from policygrad.lm.algorithms import get_algorithm
+from policygrad.lm.checkpoint import load_latest_lm, save_lm_checkpoint
+from policygrad.lm.generation import generate, sampling_uniforms, score
+from policygrad.lm.losses import sequence_kl
+from policygrad.lm.metrics import LMMetricsLog
+from policygrad.lm.models import is_hf_model, load_policy_model, save_policy_model
+from policygrad.lm.pretrain import PretrainConfig, pretrain
+from policygrad.lm.rollout import build_rollout
+from policygrad.lm.tasks import Task, get_task
+from policygrad.logging import make_progress
+from policygrad.rollout import _stream_seed
+from policygrad.trainer import peak_rss_mb
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+REFERENCE_DIR = "reference"
+POLICY_DIR = "policy"
+
+
+def default_run_dir(algo: str, task: str, seed: int) -> Path:
+    """``runs/lm-<algo>-<task>-seed<seed>``, with a numeric suffix if that exists."""
+    base = Path("runs") / f"lm-{algo}-{task}-seed{seed}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+class LMTrainer:
+    """One token-training run bound to its run folder. Build with :meth:`new` or :meth:`resume`."""
+
+    def __init__(self, algo: str, cfg: Any, run_dir: Path, task: Task, quiet: bool) -> None:
+        self.algo_name = algo
+        self.algo = get_algorithm(algo)
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.task = task
+        self.quiet = quiet
+        self.update = 0
+        self.counters: dict[str, Any] = {"tokens": 0, "train_seconds": 0.0, "pretrain_seconds": 0.0}
+        self.history: list[dict[str, Any]] = []
+
+    # ----- construction ----------------------------------------------------------------
+    @classmethod
+    def new(
+        cls,
+        algo: str,
+        cfg: Any,
+        run_dir: Path,
+        reference: Path | None = None,
+        vocab_size: int = 16,
+        quiet: bool = False,
+    ) -> LMTrainer:
+        """Start a run; pretrains a reference into ``run_dir/reference`` when none is given."""
+        run_dir = Path(run_dir)
+        if (run_dir / "checkpoints").exists() or (run_dir / "metrics.csv").exists():
+            raise PolicygradError(
+                f"{run_dir} already holds a run; continue it with 'policygrad lm resume {run_dir}' "
+                "or choose another --out"
+            )
+        module = get_algorithm(algo)
+        task = get_task(cfg.task, vocab_size)
+        torch.set_num_threads(cfg.threads)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self = cls(algo, cfg, run_dir, task, quiet)
+        ref_dir = run_dir / REFERENCE_DIR
+        if reference is None:
+            self._say(f"no --ref given: pretraining a reference for '{cfg.task}' into {ref_dir}")
+            _, stats = pretrain(cfg.task, PretrainConfig(seed=cfg.seed, vocab_size=vocab_size), ref_dir, quiet)
+            self.counters["pretrain_seconds"] = stats["pretrain_seconds"]
+            ref_path = ref_dir
+        elif is_hf_model(reference):
+            ref_path = Path(reference).resolve()  # large: referenced by path, not copied
+        else:
+            if ref_dir.exists():
+                shutil.rmtree(ref_dir)
+            shutil.copytree(reference, ref_dir)
+            ref_path = ref_dir
+        self.reference, ref_info = load_policy_model(ref_path, task)
+        self.policy = self._policy_from_reference(module.USES_VALUE_HEAD)
+        self._check_reference(ref_info)
+        write_atomic(
+            run_dir / CONFIG_FILE,
+            json.dumps(
+                {"algo": algo, "reference": str(ref_path), "vocab_size": vocab_size, "config": cfg.to_dict()}, indent=2
+            ).encode(),
+        )
+        torch.manual_seed(cfg.seed)
+        self.optimizer = self._make_optimizer()
+        self.log = LMMetricsLog(run_dir)
+        return self
+
+    @classmethod
+    def resume(cls, run_dir: Path, updates: int | None = None, quiet: bool = False) -> LMTrainer:
+        """Continue a run from its newest checkpoint (``updates`` extends its budget)."""
+        run_dir = Path(run_dir)
+        saved = read_run_config(run_dir)
+        module = get_algorithm(saved["algo"])
+        values = dict(saved["config"])
+        if updates is not None:
+            values["updates"] = updates
+        cfg = build_config(module.Config, values)
+        if updates is not None:
+            write_atomic(run_dir / CONFIG_FILE, json.dumps(dict(saved, config=cfg.to_dict()), indent=2).encode())
+        checkpoint = load_latest_lm(run_dir)
+        torch.set_num_threads(cfg.threads)
+        self = cls(saved["algo"], cfg, run_dir, get_task(cfg.task, saved["vocab_size"]), quiet)
+        self.reference, _ = load_policy_model(Path(saved["reference"]), self.task)
+        self.policy = self._policy_from_reference(module.USES_VALUE_HEAD)
+        self.optimizer = self._make_optimizer()
+        checkpoint.restore(self.policy, self.optimizer)
+        self.update = checkpoint.state["update"]
+        self.counters.update(checkpoint.state["counters"])
+        rows = LMMetricsLog.truncate(run_dir, self.update)
+        self.history = [{k: float(v) for k, v in r.items() if v != ""} for r in rows]
+        self.log = LMMetricsLog(run_dir, purge_step=self.update + 1)
+        self._say(f"resuming lm {saved['algo']} on {cfg.task} from update {self.update} of {cfg.updates}")
+        return self
+
+    def _policy_from_reference(self, value_head: bool) -> torch.nn.Module:
+        policy = copy.deepcopy(self.reference)
+        if value_head:
+            policy.add_value_head()
+        self.reference.requires_grad_(False)
+        return policy
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.cfg.learning_rate)
+
+    def _check_reference(self, info: dict[str, Any]) -> None:
+        trained_on = info.get("task")
+        if trained_on is not None and trained_on != self.cfg.task:
+            raise PolicygradError(
+                f"the reference was pretrained on '{trained_on}', not '{self.cfg.task}' "
+                f"(pretrain one: policygrad lm pretrain {self.cfg.task})"
+            )
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr)
+
+    # ----- the loop --------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        """Train until ``updates`` (or ``max_train_seconds``); write the summary; return it."""
+        cfg, counters = self.cfg, self.counters
+        progress = make_progress(self.quiet)
+        stop_reason = "budget"
+        last_saved = self.update
+        try:
+            with progress:
+                bar = progress.add_task(f"lm {self.algo_name} {cfg.task}", total=cfg.updates, completed=self.update)
+                while self.update < cfg.updates:
+                    if cfg.max_train_seconds is not None and counters["train_seconds"] >= cfg.max_train_seconds:
+                        stop_reason = "time"
+                        break
+                    row = self._one_update()
+                    self.log.write(row)
+                    self.history.append(row)
+                    progress.update(
+                        bar,
+                        completed=self.update,
+                        sps=self.update / max(counters["train_seconds"], 1e-9),
+                        ret=row["reward_mean"],
+                    )
+                    if self.update % cfg.checkpoint_every == 0:
+                        self._save()
+                        last_saved = self.update
+        except NonFiniteLossError as err:
+            self.close()
+            raise PolicygradError(
+                f"update {self.update + 1}: {err}; training stopped and the last good checkpoint (update "
+                f"{last_saved}) is kept — lower learning_rate, then resume"
+            ) from None
+        if last_saved != self.update:
+            self._save()
+        summary = self._finish(stop_reason)
+        self.close()
+        return summary
+
+    def _one_update(self) -> dict[str, Any]:
+        cfg, task = self.cfg, self.task
+        start = time.perf_counter()
+        lr = self.learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 20, self.update))
+        prompts = task.prompts(cfg.prompts_per_update, generator).repeat_interleave(cfg.samples_per_prompt, dim=0)
+        group_ids = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
+        uniforms = sampling_uniforms(generator, prompts.shape[0], task.response_length)
+        samples = generate(self.policy, prompts, task.response_length, uniforms, task.stop_at_eos)
+        scores = task.reward(prompts, samples.responses)
+        with torch.no_grad():
+            ref_log_probs = score(self.reference, prompts, samples.responses).log_probs
+        rollout = build_rollout(samples, scores, ref_log_probs, group_ids, cfg.kl_coef, cfg.kl_in == "reward")
+        metrics = self.algo.update(self.policy, self.optimizer, rollout, cfg, self.update)
+        elapsed = time.perf_counter() - start
+        tokens = int(samples.mask.sum())
+        self.update += 1
+        self.counters["tokens"] += tokens
+        self.counters["train_seconds"] += elapsed
+        return {
+            "update": self.update,
+            "tokens": self.counters["tokens"],
+            "wall_time": self.counters["train_seconds"],
+            "reward_mean": scores.mean().item(),
+            "success_rate": task.success(prompts, samples.responses).float().mean().item(),
+            **sequence_kl(samples.log_probs, ref_log_probs * samples.mask, samples.mask),
+            "response_length_mean": samples.lengths.float().mean().item(),
+            **metrics,
+            "learning_rate": lr,
+            "tokens_per_second": tokens / max(elapsed, 1e-9),
+        }
+
+    def learning_rate(self) -> float:
+        """The peak rate, or with ``anneal_lr`` decayed linearly to 10 % over the budget.
+
+        Progress is the larger of updates/updates-budget and seconds/time-budget, so a run
+        stopped by ``max_train_seconds`` has still annealed; with the time budget off (or
+        not binding) the schedule depends on the update count alone and resumes exactly.
+        """
+        cfg = self.cfg
+        if not cfg.anneal_lr:
+            return cfg.learning_rate
+        progress = self.update / cfg.updates
+        if cfg.max_train_seconds is not None:
+            progress = max(progress, self.counters["train_seconds"] / cfg.max_train_seconds)
+        return cfg.learning_rate * (1.0 - 0.9 * min(progress, 1.0))
+
+    def _save(self) -> None:
+        state = {"algo": self.algo_name, "config": self.cfg.to_dict(), "counters": self.counters}
+        save_lm_checkpoint(self.run_dir, self.update, self.policy, self.optimizer, state, self.cfg.keep_checkpoints)
+
+    @torch.no_grad()
+    def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Reward, success and KL to the reference on ``eval_prompts`` fresh prompts (sampled, T = 1)."""
+        cfg, task = self.cfg, self.task
+        generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 30))
+        prompts = task.prompts(cfg.eval_prompts, generator)
+        uniforms = sampling_uniforms(generator, cfg.eval_prompts, task.response_length)
+        samples = generate(model, prompts, task.response_length, uniforms, task.stop_at_eos)
+        ref_log_probs = score(self.reference, prompts, samples.responses).log_probs * samples.mask
+        kl = sequence_kl(samples.log_probs, ref_log_probs, samples.mask)
+        return {
+            "reward_mean": task.reward(prompts, samples.responses).mean().item(),
+            "success_rate": task.success(prompts, samples.responses).float().mean().item(),
+            "kl_k1": kl["kl_k1"],
+            "kl_k3": kl["kl_k3"],
+            "response_length_mean": samples.lengths.float().mean().item(),
+        }
+
+    def _finish(self, stop_reason: str) -> dict[str, Any]:
+        cfg, counters = self.cfg, self.counters
+        start = time.perf_counter()
+        final = self.evaluate(self.policy)
+        reference = self.evaluate(self.reference)
+        eval_seconds = time.perf_counter() - start
+        save_policy_model(self.policy, self.run_dir / POLICY_DIR, {"task": cfg.task, "algo": self.algo_name})
+        kl_curve = [r["kl_k1"] for r in self.history if "kl_k1" in r]
+        quarter = max(1, len(kl_curve) // 4)
+        summary = {
+            "algo": self.algo_name,
+            "task": cfg.task,
+            "seed": cfg.seed,
+            "vocab_size": self.task.vocab.size,
+            "stopped": stop_reason,
+            "updates": self.update,
+            "tokens": counters["tokens"],
+            "train_seconds": counters["train_seconds"],
+            "pretrain_seconds": counters["pretrain_seconds"],
+            "eval_seconds": eval_seconds,
+            "tokens_per_second": counters["tokens"] / max(counters["train_seconds"], 1e-9),
+            "updates_per_second": self.update / max(counters["train_seconds"], 1e-9),
+            "final_reward_mean": final["reward_mean"],
+            "final_success_rate": final["success_rate"],
+            "kl_mean": final["kl_k1"],
+            "kl_k3_mean": final["kl_k3"],
+            "final_response_length_mean": final["response_length_mean"],
+            "kl_second_quarter_mean": _mean(kl_curve[quarter : 2 * quarter]),
+            "kl_last_quarter_mean": _mean(kl_curve[-quarter:]),
+            "reference_reward_mean": reference["reward_mean"],
+            "reference_success_rate": reference["success_rate"],
+            "kl_coef": cfg.kl_coef,
+            "eval_prompts": cfg.eval_prompts,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+        write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        if not self.quiet:
+            print(
+                f"lm {self.algo_name} on {cfg.task}: {self.update} updates in {counters['train_seconds']:.1f} s "
+                f"({summary['tokens_per_second']:,.0f} tokens/s); reward {final['reward_mean']:.3f} "
+                f"(reference {reference['reward_mean']:.3f}), success {final['success_rate']:.3f} "
+                f"(reference {reference['success_rate']:.3f}), KL to reference {final['kl_k1']:.3f} "
+                f"(k3 {final['kl_k3']:.3f})\nrun folder: {self.run_dir}",
+                file=sys.stderr,
+            )
+        return summary
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of an lm run folder, or a clear error."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise PolicygradError(f"run folder {run_dir} does not exist (train first: policygrad lm train ALGO TASK)")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise PolicygradError(f"{run_dir} is not a policygrad lm run folder (no {CONFIG_FILE})")
+    saved = json.loads(path.read_text())
+    if "algo" not in saved or "reference" not in saved:
+        raise PolicygradError(f"{run_dir} is not a policygrad lm run folder (its {CONFIG_FILE} has no algo)")
+    return saved
+
+
+def train(
+    algo: str,
+    task: str = "sum",
+    run_dir: Path | str | None = None,
+    reference: Path | str | None = None,
+    vocab_size: int = 16,
+    quiet: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Fine-tune with ``algo`` on ``task`` (Python API of ``policygrad lm train``); returns the summary."""
+    module = get_algorithm(algo)
+    cfg = build_config(module.Config, {"task": task, **overrides})
+    get_task(task)
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(algo, task, cfg.seed)
+    trainer = LMTrainer.new(algo, cfg, run_dir, Path(reference) if reference else None, vocab_size, quiet)
+    return trainer.run()
