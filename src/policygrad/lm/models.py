@@ -38,8 +38,14 @@ def load_policy_model(path: Path | str, task: Task) -> tuple[torch.nn.Module, di
         from policygrad.lm.hf import load_hf_policy
 
         return load_hf_policy(path, task), {}
-    model = load_model(path)
     info = read_model_config(path)
+    trained_on = info.get("task")
+    if trained_on is not None and trained_on != task.name:
+        raise PolicygradError(
+            f"the model in {path} was pretrained on '{trained_on}', not '{task.name}' "
+            f"(pretrain one: policygrad lm pretrain {task.name})"
+        )
+    model = load_model(path)
     if model.vocab_size != task.vocab.size:
         raise PolicygradError(
             f"the model in {path} has a {model.vocab_size}-token vocabulary, the task {task.vocab.size} "

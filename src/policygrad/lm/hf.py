@@ -1,0 +1,159 @@
+"""A local Hugging Face causal LM as a policy over a task's tokens (the optional ``[hf]`` extra).
+
+The tasks speak a 16-token vocabulary; a pretrained model speaks its own. The adapter
+maps each task token to one token of the model's tokenizer (digits, ``:``, ``+``,
+``?`` by their text; ``<bos>``/``<eos>``/``<pad>`` by the tokenizer's special tokens)
+and reads the model's logits at those 16 ids only. The policy is therefore the
+pretrained model's next-token distribution renormalised over the task's tokens:
+π(y_t | ·) = softmax(z[ids])_y — a real 135M-parameter π_θ, trained end to end, over
+the same action space as policygrad's own transformer, so every algorithm, loss and
+check applies unchanged. No hub access: only a local folder (``config.json`` and
+weights, or a ``.gguf`` file, which ``transformers`` reads with the ``gguf`` package).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from policygrad.errors import PolicygradError
+from policygrad.lm.model import LMOutput
+from policygrad.lm.tasks import BASE_TOKENS, Task
+
+MAP_FILE = "policygrad_tokens.json"
+VALUE_HEAD_FILE = "policygrad_value_head.safetensors"
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise PolicygradError("a Hugging Face model needs the optional extra: pip install 'policygrad[hf]'") from None
+    return transformers
+
+
+class HFCache:
+    """The model's own ``past_key_values`` and how many tokens it holds."""
+
+    def __init__(self) -> None:
+        self.past: Any = None
+        self.length = 0
+
+
+class HFPolicy(nn.Module):
+    """A Hugging Face causal LM restricted to a task's tokens, with an optional value head.
+
+    Same interface as :class:`~policygrad.lm.model.TransformerLM`: ``forward(tokens,
+    cache)`` → :class:`~policygrad.lm.model.LMOutput` with logits (B, T, 16).
+    """
+
+    def __init__(self, model: nn.Module, token_ids: torch.Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("token_ids", token_ids, persistent=False)
+        self.value_head: nn.Linear | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    def add_value_head(self) -> None:
+        if self.value_head is None:
+            self.value_head = nn.Linear(self.model.config.hidden_size, 1)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+
+    def new_cache(self, batch: int, max_len: int) -> HFCache:
+        return HFCache()
+
+    def forward(self, tokens: torch.Tensor, cache: HFCache | None = None) -> LMOutput:
+        ids = self.token_ids[tokens]
+        want_hidden = self.value_head is not None
+        if cache is None:
+            out = self.model(input_ids=ids, output_hidden_states=want_hidden, use_cache=False)
+        else:
+            positions = torch.arange(cache.length, cache.length + ids.shape[1]).unsqueeze(0).expand(ids.shape[0], -1)
+            out = self.model(
+                input_ids=ids,
+                past_key_values=cache.past,
+                position_ids=positions,
+                use_cache=True,
+                output_hidden_states=want_hidden,
+            )
+            cache.past = out.past_key_values
+            cache.length += ids.shape[1]
+        logits = out.logits[..., self.token_ids].float()
+        values = self.value_head(out.hidden_states[-1].float()).squeeze(-1) if want_hidden else None
+        return LMOutput(logits, values)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, folder: Path) -> None:
+        """``save_pretrained`` plus the token map (and value head), so the folder loads again."""
+        folder = Path(folder)
+        self.model.save_pretrained(folder)
+        (folder / MAP_FILE).write_text(json.dumps({"token_ids": self.token_ids.tolist(), "tokens": BASE_TOKENS}))
+        if self.value_head is not None:
+            from safetensors.torch import save_file
+
+            save_file(
+                {k: v.contiguous() for k, v in self.value_head.state_dict().items()}, str(folder / VALUE_HEAD_FILE)
+            )
+
+
+def task_token_ids(tokenizer: Any) -> torch.Tensor:
+    """The model token id of each of the 16 task tokens (one token each), or a clear error."""
+    special = {
+        "<pad>": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        "<bos>": tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        "<eos>": tokenizer.eos_token_id,
+    }
+    ids = []
+    for text in BASE_TOKENS:
+        if text in special:
+            if special[text] is None:
+                raise PolicygradError(f"the tokenizer has no token for {text}")
+            ids.append(int(special[text]))
+            continue
+        encoded = tokenizer.encode(text, add_special_tokens=False)
+        if len(encoded) != 1:
+            raise PolicygradError(f"the tokenizer splits {text!r} into {len(encoded)} tokens; the tasks need one")
+        ids.append(int(encoded[0]))
+    if len(set(ids[2:])) != len(ids) - 2:
+        raise PolicygradError("the tokenizer maps two task tokens to the same id")
+    return torch.tensor(ids)
+
+
+def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
+    """Load a local Hugging Face causal LM (safetensors/bin weights or a single ``.gguf``) as an :class:`HFPolicy`."""
+    transformers = _transformers()
+    if task.vocab.size != len(BASE_TOKENS):
+        raise PolicygradError("a Hugging Face model works with the 16-token task vocabulary (drop --vocab-size)")
+    folder = Path(folder)
+    kwargs: dict[str, Any] = {}
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not (folder / "config.json").is_file() and ggufs:
+        kwargs["gguf_file"] = ggufs[0].name
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, local_files_only=True, torch_dtype=torch.float32, **kwargs
+        )
+    except (OSError, ValueError, ImportError) as err:
+        raise PolicygradError(f"cannot load a Hugging Face model from {folder}: {err}") from None
+    map_file = folder / MAP_FILE
+    token_ids = (
+        torch.tensor(json.loads(map_file.read_text())["token_ids"]) if map_file.is_file() else task_token_ids(tokenizer)
+    )
+    policy = HFPolicy(model, token_ids)
+    if (folder / VALUE_HEAD_FILE).is_file():
+        from safetensors.torch import load_file
+
+        policy.add_value_head()
+        policy.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
+    return policy
