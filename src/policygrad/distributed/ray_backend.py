@@ -81,7 +81,8 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "namespace": "policygrad"}
     if address is None:
-        ray.init(include_dashboard=False, **kwargs)
+        # "local": a new instance even if another one runs on this machine (ray.init() would join it).
+        ray.init(address="local", include_dashboard=False, **kwargs)
         return True
     try:
         ray.init(address=address, **kwargs)
