@@ -153,7 +153,7 @@ class RolloutWorker:
         return None
 
     def collect(
-        self, weights: dict[str, torch.Tensor], steps: int, update: int, episodes: bool, snapshot: bool
+        self, weights: dict[str, np.ndarray], steps: int, update: int, episodes: bool, snapshot: bool
     ) -> dict[str, Any]:
         """Collect this shard with ``weights``; with ``snapshot``, also return the state after it."""
         self.agent.load_state_dict(_tensors(weights))
@@ -372,11 +372,15 @@ class RayCollector:
         if isinstance(seeds, int):
             raise PolicygradError("the Ray backend needs one seed per environment (vectorization sync)")
         args = [(None if seeds is None else [seeds[i] for i in shard],) for shard in self.shards]
-        for k, failure in enumerate(self._call_all("reset", args, self.rollout_timeout)):
-            if failure is not None:
-                self._fail(f"{self.describe(k)}: {failure['env_error']}")
-        if self.restartable:
-            self._states = self._call_all("state", [()] * len(self.workers), self.rollout_timeout)
+        try:
+            failures = self._call_all("reset", args, self.rollout_timeout)
+            for k, failure in enumerate(failures):
+                if failure is not None:
+                    self._fail(f"{self.describe(k)}: {failure['env_error']}")
+            if self.restartable:
+                self._states = self._call_all("state", [()] * len(self.workers), self.rollout_timeout)
+        except _WorkerFault as fault:
+            self._fail(f"{self.describe(fault.workers[0])} failed while resetting its environments ({fault.detail})")
 
     def collect(self, steps: int, update: int) -> Rollout:
         """``steps`` vector steps of every env, continuing the running episodes."""
@@ -388,13 +392,19 @@ class RayCollector:
 
     def _gather(self, steps: int, update: int, episodes: bool) -> Rollout:
         weights = self.ray.put(_arrays(self.agent.state_dict()))  # one broadcast per update
+        args = [(weights, steps, update, episodes, self.restartable)] * len(self.workers)
         while True:
-            args = [(weights, steps, update, episodes, self.restartable)] * len(self.workers)
             try:
                 results = self._call_all("collect", args, self.rollout_timeout)
                 break
             except _WorkerFault as fault:
-                self._recover(fault, episodes)
+                pending: _WorkerFault | None = fault
+            while pending is not None:  # a worker may also fail while the others are being restored
+                try:
+                    self._recover(pending, episodes)
+                    pending = None
+                except _WorkerFault as again:
+                    pending = again
         for k, result in enumerate(results):
             if "env_error" in result:
                 self._fail(f"{self.describe(k)}: {result['env_error']}")
