@@ -118,38 +118,29 @@ def test_command_line_error_has_no_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_reinforce_learns_target_and_rloo_reaches_the_kl_regularised_optimum(tmp_path):
-    """REINFORCE takes `target` from 0.1 to ≥ 0.9; with β = 0.25, RLOO's reward and KL match the closed form.
+    """REINFORCE takes `target` from ≈ 0.19 to ≥ 0.75; with β = 0.1, RLOO's reward and KL match the closed form.
 
-    The target reference writes independent uniform digits, so π* ∝ π_ref·e^{r/β} puts
-    p* = q e^c / (q e^c + 1 − q), c = 1/(Lβ), on the target digit at every position.
+    The target reference writes independent digits (the target one with probability
+    q ≈ 0.19), so π* ∝ π_ref·e^{r/β} puts p* = q e^c / (q e^c + 1 − q), c = 1/(Lβ), on the
+    target digit at every position: p* ≈ 0.45 and KL(π*‖π_ref) ≈ 1.40 for β = 0.1.
     """
     ref = tmp_path / "ref"
     assert main(["lm", "pretrain", "target", "--out", str(ref), "--steps", "300", "--quiet"]) == 0
     run = tmp_path / "reinforce"
     assert (
-        main(["lm", "train", "reinforce", "target", "--ref", str(ref), "--out", str(run), "--updates", "150", *FAST])
+        main(["lm", "train", "reinforce", "target", "--ref", str(ref), "--out", str(run), "--updates", "200", *FAST])
         == 0
     )
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["reference_reward_mean"] < 0.2
-    assert summary["final_reward_mean"] >= 0.9, summary
+    assert summary["reference_reward_mean"] < 0.25
+    assert summary["final_reward_mean"] >= 0.75, summary
 
-    beta = 0.25
+    beta = 0.1
     run = tmp_path / "optimum"
-    args = [
-        "--ref",
-        str(ref),
-        "--out",
-        str(run),
-        "--kl-coef",
-        str(beta),
-        "--updates",
-        "300",
-        "--set",
-        "eval_prompts=1024",
-    ]
-    assert main(["lm", "train", "rloo", "target", *args, "--set", "max_train_seconds=none", "--quiet"]) == 0
+    args = ["--ref", str(ref), "--out", str(run), "--kl-coef", str(beta), "--updates", "300"]
+    settings = ["--set", "max_train_seconds=none", "--set", "eval_prompts=2048", "--set", "prompts_per_update=16"]
+    assert main(["lm", "train", "rloo", "target", *args, *settings, "--quiet"]) == 0
     summary = json.loads((run / "summary.json").read_text())
     optimum = target_optimum(summary["reference_reward_mean"], beta)
     assert summary["final_reward_mean"] == pytest.approx(optimum["reward"], abs=0.04), (summary, optimum)
-    assert summary["kl_mean"] == pytest.approx(optimum["kl"], abs=0.25), (summary, optimum)
+    assert summary["kl_mean"] == pytest.approx(optimum["kl"], abs=0.3), (summary, optimum)

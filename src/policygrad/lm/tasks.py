@@ -111,7 +111,9 @@ class Task:
 class TargetTask(Task):
     """target: the prompt names a digit d; reward is the fraction of the 8 response tokens equal to d.
 
-    With a reference that writes independent uniform digits, the KL-regularised optimum
+    The corpus writes independent digits, each equal to d with probability
+    q = hint + (1 − hint)/10 = 0.19 (so the reference attends to the prompt but is not
+    good at the task). For such a product-form reference the KL-regularised optimum
     π* ∝ π_ref · exp(r/β) is again a product of per-token distributions, each putting
     probability q·e^{c} / (q·e^{c} + 1 − q) on d, where q = π_ref(d) and c = 1/(Lβ):
     :func:`target_optimum` gives it in closed form.
@@ -130,8 +132,14 @@ class TargetTask(Task):
         hits = responses[:, : self.response_length] == prompts[:, 1:2]
         return hits.float().sum(1) / self.response_length
 
+    #: corpus tokens copy the prompt's digit with this probability, else are uniform digits
+    hint = 0.1
+
     def demonstrations(self, prompts: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return DIGIT0 + torch.randint(0, 10, (prompts.shape[0], self.response_length), generator=generator)
+        shape = (prompts.shape[0], self.response_length)
+        uniform = DIGIT0 + torch.randint(0, 10, shape, generator=generator)
+        copy = torch.rand(shape, generator=generator) < self.hint
+        return torch.where(copy, prompts[:, 1:2].expand(shape), uniform)
 
 
 def target_optimum(ref_prob: float, kl_coef: float, length: int = TargetTask.response_length) -> dict[str, float]:

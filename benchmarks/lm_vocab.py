@@ -1,0 +1,135 @@
+"""Cost of a 32,000-token vocabulary against the 16-token one, and where the time goes.
+
+Pretrains a reference for `sum` at each vocabulary size (the extra 31,984 tokens are
+unused filler the reference learns never to write), then times RLOO updates phase by
+phase: sampling (KV-cache generation with inverse-CDF draws), the reference's
+log-probs, and the update (forward + backward + Adam). Also times one sampling step
+by inverse CDF against ``torch.multinomial``, and trains the 32K policy briefly to show
+that it learns. One CPU thread.
+
+    python benchmarks/lm_vocab.py [--updates 150] [--out benchmarks/results/lm_vocab.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from policygrad.lm.algorithms import rloo
+from policygrad.lm.generation import generate, inverse_cdf_sample, sampling_uniforms, score
+from policygrad.lm.pretrain import PretrainConfig, pretrain
+from policygrad.lm.rollout import build_rollout
+from policygrad.lm.tasks import get_task
+from policygrad.lm.trainer import train
+
+
+def phase_times(reference: torch.nn.Module, vocab_size: int, updates: int) -> dict[str, float]:
+    """Mean milliseconds per RLOO update in each phase (after 5 warm-up updates)."""
+    task = get_task("sum", vocab_size)
+    cfg = rloo.Config()
+    policy = copy.deepcopy(reference)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+    generator = torch.Generator().manual_seed(0)
+    totals = {"sample_ms": 0.0, "reference_ms": 0.0, "update_ms": 0.0}
+    for i in range(updates + 5):
+        prompts = task.prompts(cfg.prompts_per_update, generator).repeat_interleave(cfg.samples_per_prompt, 0)
+        groups = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
+        t0 = time.perf_counter()
+        samples = generate(policy, prompts, task.response_length, sampling_uniforms(generator, len(prompts), 5))
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            ref_log_probs = score(reference, prompts, samples.responses).log_probs
+        t2 = time.perf_counter()
+        rollout = build_rollout(samples, task.reward(prompts, samples.responses), ref_log_probs, groups, 0.03, True)
+        rloo.update(policy, optimizer, rollout, cfg, i)
+        t3 = time.perf_counter()
+        if i >= 5:
+            totals["sample_ms"] += (t1 - t0) * 1e3
+            totals["reference_ms"] += (t2 - t1) * 1e3
+            totals["update_ms"] += (t3 - t2) * 1e3
+    out = {k: v / updates for k, v in totals.items()}
+    out["total_ms"] = sum(out.values())
+    return out
+
+
+def sampler_times(vocab_size: int, batch: int = 128, repeats: int = 50) -> dict[str, float]:
+    """Milliseconds for one sampling step of ``batch`` rows: inverse CDF vs torch.multinomial."""
+    logits = torch.randn(batch, vocab_size)
+    uniforms = torch.rand(batch)
+    out = {}
+    for name, fn in (
+        ("inverse_cdf_ms", lambda: inverse_cdf_sample(logits, uniforms)),
+        ("multinomial_ms", lambda: torch.multinomial(torch.softmax(logits, -1), 1)),
+    ):
+        fn()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        out[name] = (time.perf_counter() - start) / repeats * 1e3
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=30, help="timed updates per vocabulary")
+    parser.add_argument("--train-updates", type=int, default=300, help="RLOO updates of the 32K training run")
+    parser.add_argument("--out", default="benchmarks/results/lm_vocab.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results: dict[str, dict] = {}
+    work = Path(args.out).parent / "lm_vocab_models"
+    for vocab in (16, 32000):
+        ref_dir = work / f"ref-sum-v{vocab}"
+        model, stats = pretrain("sum", PretrainConfig(vocab_size=vocab), ref_dir, quiet=True)
+        results[str(vocab)] = {
+            "parameters": model.num_parameters(),
+            "pretrain_seconds": stats["pretrain_seconds"],
+            "reference_reward": stats["reward_mean"],
+            **phase_times(model, vocab, args.updates),
+            **sampler_times(vocab),
+        }
+    summary = train(
+        "rloo",
+        "sum",
+        run_dir=work / "rloo-v32000",
+        reference=work / "ref-sum-v32000",
+        updates=args.train_updates,
+        max_train_seconds=None,
+    )
+    results["32000"]["train"] = {
+        k: summary[k]
+        for k in (
+            "updates",
+            "train_seconds",
+            "final_reward_mean",
+            "final_success_rate",
+            "kl_mean",
+            "reference_reward_mean",
+            "tokens_per_second",
+        )
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    small, large = results["16"], results["32000"]
+    print("| vocabulary | parameters | ms / update | sampling | reference | update | inverse CDF | multinomial |")
+    print("|---|---|---|---|---|---|---|---|")
+    for vocab, r in (("16", small), ("32,000", large)):
+        print(
+            f"| {vocab} | {r['parameters']:,} | {r['total_ms']:.1f} | {r['sample_ms']:.1f} | {r['reference_ms']:.1f} "
+            f"| {r['update_ms']:.1f} | {r['inverse_cdf_ms']:.2f} | {r['multinomial_ms']:.2f} |"
+        )
+    t = large["train"]
+    print(
+        f"\n32K RLOO on sum: reward {t['reference_reward_mean']:.3f} → {t['final_reward_mean']:.3f} "
+        f"(success {t['final_success_rate']:.3f}) in {t['updates']} updates, {t['train_seconds']:.0f} s, "
+        f"KL {t['kl_mean']:.2f}; cost per update ×{large['total_ms'] / small['total_ms']:.1f} the 16-token one"
+    )
+
+
+if __name__ == "__main__":
+    main()
