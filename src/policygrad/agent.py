@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from policygrad import fast
 from policygrad.nets import mlp
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -69,6 +70,12 @@ class Agent(nn.Module):
         # Observation-normalisation statistics, so a loaded agent acts on raw observations.
         self.register_buffer("obs_mean", torch.zeros(spec.obs_dim, dtype=torch.float64))
         self.register_buffer("obs_var", torch.ones(spec.obs_dim, dtype=torch.float64))
+        # The fused hot paths (policygrad.fast) cache a layout of the parameters: drop it when they are replaced.
+        self.register_load_state_dict_post_hook(lambda module, _keys: fast.invalidate(module))
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Agent:  # .to(), .double(), ... replace the tensors
+        fast.invalidate(self)
+        return super()._apply(fn, *args, **kwargs)
 
     # ----- the distributions API (users, losses) -------------------------------------
     def distribution(self, obs: torch.Tensor) -> Distribution:
@@ -98,7 +105,13 @@ class Agent(nn.Module):
 
         noise: (B,) uniforms in [0, 1) for discrete actions (inverse-CDF sampling), or
         (B, action_dim) standard normals for boxes. Returns actions, log-probs, values.
+
+        Actor and critic run as one fused forward (:class:`policygrad.fast.FusedPolicy`, the
+        same numbers up to float rounding) where the architecture allows; otherwise as below.
         """
+        fused = fast.policy(self)
+        if fused is not None:
+            return fused.sample(obs, noise)
         out = self.actor(obs)
         values = self.critic(obs).squeeze(-1) if self.critic is not None else None
         if self.spec.discrete:

@@ -84,6 +84,9 @@ class TrainConfig:
     )
     gradient_variance_minibatches: int = _checked(8, lambda v: v >= 2, ">= 2")
     threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest and deterministic for small nets)")
+    fused: bool = _checked(
+        True, help="fused actor-critic update (policygrad.fast); false: the autograd reference, equal up to rounding"
+    )
     # Where rollouts are collected (docs/distributed.md); none of these changes the results.
     backend: str = _checked("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
     workers: int = _checked(2, _positive, "> 0", "Ray rollout workers, each stepping a contiguous shard of the envs")

@@ -167,66 +167,68 @@ class RolloutCollector:
         agent, envs, n = self.agent, self.envs, self.num_envs
         spec = agent.spec
         noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
-        obs_shape = self.obs.shape[1:]
-        observations = torch.empty((n, steps, *obs_shape), dtype=torch.float32)
-        actions = (
-            torch.empty((n, steps), dtype=torch.long)
-            if spec.discrete
-            else torch.empty((n, steps, spec.action_dim), dtype=torch.float32)
-        )
-        log_probs = torch.empty((n, steps), dtype=torch.float32)
-        values = torch.zeros((n, steps + 1), dtype=torch.float32)
-        rewards = np.zeros((n, steps), dtype=np.float32)
-        terminated = np.zeros((n, steps), dtype=bool)
-        truncated = np.zeros((n, steps), dtype=bool)
-        mask = np.zeros((n, steps), dtype=bool)
+        noise = noise.transpose(0, 1).contiguous()  # (T, N, ...): each step's noise is one contiguous row
+        # Time-major numpy buffers: each step writes contiguous rows, at numpy's cost per write, not torch's.
+        observations = np.empty((steps, n, *self.obs.shape[1:]), dtype=np.float32)
+        action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
+        actions = np.empty((steps, n, *action_shape), dtype=action_dtype)
+        log_probs = np.empty((steps, n), dtype=np.float32)
+        values = np.zeros((steps + 1, n), dtype=np.float32)
+        rewards = np.zeros((steps, n), dtype=np.float32)
+        terminated = np.zeros((steps, n), dtype=bool)
+        truncated = np.zeros((steps, n), dtype=bool)
+        mask = np.zeros((steps, n), dtype=bool)
         finished = np.zeros(n, dtype=bool)
         obs = self.obs
         prev_done = self.prev_done
         length = steps
-        with torch.no_grad():
+        critic = agent.critic is not None
+        with torch.inference_mode():
             for t in range(steps):
-                obs_t = torch.from_numpy(obs)
-                action, log_prob, value = agent.sample(obs_t, noise[:, t])
-                observations[:, t] = obs_t
-                actions[:, t] = action
-                log_probs[:, t] = log_prob
-                if value is not None:
-                    values[:, t] = value
+                observations[t] = obs
+                action, log_prob, value = agent.sample(torch.from_numpy(obs), noise[t])
+                actions[t] = action.numpy()
+                log_probs[t] = log_prob.numpy()
+                if critic:
+                    values[t] = value.numpy()
                 # A reset step (NEXT_STEP autoreset) is not a transition; padding after an
                 # env's single episode neither.
-                mask[:, t] = ~prev_done & ~finished
+                np.logical_not(prev_done | finished, out=mask[t])
                 obs, reward, term, trunc, info = envs.step(agent.to_env_actions(action))
                 obs = np.asarray(obs, dtype=np.float32)
-                rewards[:, t] = reward
-                terminated[:, t] = term
-                truncated[:, t] = trunc
-                self._record_episodes(info, mask[:, t])
+                rewards[t] = reward
+                terminated[t] = term
+                truncated[t] = trunc
+                self._record_episodes(info, mask[t])
                 if episodes:
                     finished |= prev_done
                 prev_done = term | trunc
                 if episodes and (finished | prev_done).all():
                     length = t + 1
                     break
-            if agent.critic is not None:
-                values[:, length] = agent.value(torch.from_numpy(obs))
+            if critic:
+                values[length] = agent.value(torch.from_numpy(obs)).numpy()
         if episodes:
             # An episode longer than max_steps is cut: that is a truncation.
             unfinished = ~(finished | prev_done)
-            truncated[unfinished, length - 1] = True
+            truncated[length - 1, unfinished] = True
         self.obs = obs
         self.prev_done = prev_done
-        sl = slice(0, length)
+
+        def batch_major(array: np.ndarray, stop: int = length) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(array[:stop].swapaxes(0, 1)))
+
+        values_all = batch_major(values, length + 1)
         return Rollout(
-            observations=observations[:, sl],
-            actions=actions[:, sl],
-            log_probs=log_probs[:, sl],
-            values=values[:, :length],
-            rewards=torch.from_numpy(rewards[:, sl]),
-            terminated=torch.from_numpy(terminated[:, sl]),
-            truncated=torch.from_numpy(truncated[:, sl]),
-            mask=torch.from_numpy(mask[:, sl]),
-            next_values=values[:, 1 : length + 1],
+            observations=batch_major(observations),
+            actions=batch_major(actions),
+            log_probs=batch_major(log_probs),
+            values=values_all[:, :length],
+            rewards=batch_major(rewards),
+            terminated=batch_major(terminated),
+            truncated=batch_major(truncated),
+            mask=batch_major(mask),
+            next_values=values_all[:, 1:],
         )
 
     def _record_episodes(self, info: dict[str, Any], valid: np.ndarray) -> None:

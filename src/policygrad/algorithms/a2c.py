@@ -45,6 +45,7 @@ def update(
         vf_coef=cfg.vf_coef,
         ent_coef=cfg.ent_coef,
         max_grad_norm=cfg.max_grad_norm,
+        fused=cfg.fused,
         normalize_advantages=cfg.normalize_advantages,
     )
 

@@ -42,6 +42,7 @@ def update(
         vf_coef=cfg.vf_coef,
         ent_coef=cfg.ent_coef,
         max_grad_norm=cfg.max_grad_norm,
+        fused=cfg.fused,
     )
 
 

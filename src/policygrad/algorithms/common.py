@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from policygrad import fast
 from policygrad.advantages import gae
 from policygrad.agent import Agent
 from policygrad.errors import NonFiniteLossError
@@ -80,17 +81,40 @@ def actor_critic_update(
     ent_coef: float,
     max_grad_norm: float,
     normalize_advantages: bool = False,
+    fused: bool = True,
 ) -> dict[str, float]:
     """One gradient step on ``−log π · A + vf_coef · ½(V − R)² − ent_coef · H``.
 
     With no critic the values are zeros, λ = 1 gives A = G_t, and the value term is
     skipped: that is REINFORCE. The caller chooses λ; everything else is shared.
+
+    ``fused`` runs the same step through :mod:`policygrad.fast` (a written-out backward
+    and a flat Adam, equal up to float rounding) where the agent allows; the code below
+    is its autograd reference.
     """
     advantages, returns = advantages_and_returns(rollout, gamma, lam)
     obs, actions = rollout.flat("observations"), rollout.flat("actions")
     mask, advantages, returns = rollout.mask.reshape(-1), advantages.reshape(-1), returns.reshape(-1)
     if normalize_advantages:
         advantages = normalize(advantages, mask)
+    learner = fast.learner(agent, optimizer) if fused else None
+    if learner is not None:
+        metrics = fast.actor_critic_step(
+            *learner,
+            optimizer,
+            obs,
+            actions,
+            advantages,
+            returns,
+            mask,
+            rollout.flat("log_probs"),
+            vf_coef=vf_coef if agent.critic is not None else 0.0,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+        )
+        if agent.critic is not None:
+            metrics["explained_variance"] = explained_variance(rollout.values.reshape(-1), returns, mask)
+        return metrics
     log_probs, entropy, values = agent.evaluate(obs, actions)
     loss, metrics = policy_gradient_loss(log_probs, advantages, mask)
     ent, ent_metrics = entropy_bonus(entropy, mask)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from policygrad import fast
 from policygrad.agent import Agent
 from policygrad.algorithms.a2c import A2CConfig
 from policygrad.algorithms.common import advantages_and_returns, gradient_step
@@ -71,6 +72,16 @@ def update(
     batch = mask.shape[0]
     # Minibatch order is keyed by (seed, update), so a resumed run shuffles identically.
     generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 2, update_index))
+    # The same epochs through policygrad.fast (written-out backward, flat Adam; equal up to
+    # float rounding) where the agent allows; the loop below is their autograd reference.
+    learner = fast.learner(agent, optimizer) if cfg.fused and not cfg.clip_value_loss else None
+    if learner is not None:
+        out, epochs = fast.ppo_epochs(
+            *learner, optimizer, obs, actions, old_log_probs, advantages, returns, mask, cfg, generator
+        )
+        out["explained_variance"] = explained_variance(old_values, returns, mask)
+        out["epochs"] = float(epochs)
+        return out
     sums: dict[str, float] = {}
     steps = 0
     for _epoch in range(cfg.update_epochs):

@@ -44,6 +44,7 @@ def update(
         vf_coef=0.0,
         ent_coef=cfg.ent_coef,
         max_grad_norm=cfg.max_grad_norm,
+        fused=cfg.fused,
     )
 
 
