@@ -190,8 +190,9 @@ def sample_gradients(
 class EstimatorCheck:
     """How a sampled estimator compares with the exact gradient.
 
-    ``z`` (O, A) = (mean − ∇J) / standard error per component (0 where both the
-    standard error and the deviation are 0). ``total_variance`` is the trace of the
+    ``z`` (O, A) = (mean − ∇J) / standard error per component; the standard error is
+    floored at 1e-9 (1 + ‖∇J‖), so a component that is exact up to rounding gets z ≈ 0
+    and one that is wrong with zero variance a huge z. ``total_variance`` is the trace of the
     covariance of one single-episode estimate, Σ Var[ĝ_i].
     """
 
@@ -229,9 +230,10 @@ def summarize(estimator: str, samples: torch.Tensor, exact: ArrayLike) -> Estima
     variance = samples.var(0, unbiased=True)
     std_error = (variance / n).sqrt()
     deviation = mean - exact_t
-    z = torch.where(std_error > 0, deviation / std_error.clamp(min=1e-300), deviation.abs() * float("inf"))
-    z = torch.nan_to_num(z, nan=0.0)
     exact_norm = exact_t.norm().item()
+    # Rounding noise (1e-16) must not count as a deviation where an estimate is exact (zero variance).
+    floor = 1e-9 * (1.0 + exact_norm)
+    z = deviation / std_error.clamp(min=floor)
     cosine = (mean * exact_t).sum().item() / max(mean.norm().item() * exact_norm, 1e-300)
     return EstimatorCheck(
         estimator=estimator,
