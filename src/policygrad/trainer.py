@@ -10,6 +10,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,9 @@ from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
+
+#: Called with each update's metrics row; returning True stops training (see :meth:`Trainer.run`).
+UpdateCallback = Callable[[dict[str, Any]], bool | None]
 
 
 def resolve_config(algo: str, env_id: str, overrides: dict[str, Any]) -> tuple[Any, bool]:
@@ -188,8 +192,12 @@ class Trainer:
             print(message, file=sys.stderr)
 
     # ----- the loop --------------------------------------------------------------------
-    def run(self) -> tuple[Agent, list[dict[str, Any]]]:
-        """Train until ``total_steps`` (or the target return); returns the agent and its history."""
+    def run(self, on_update: UpdateCallback | None = None) -> tuple[Agent, list[dict[str, Any]]]:
+        """Train until ``total_steps`` (or the target return); returns the agent and its history.
+
+        ``on_update`` (optional) is called with each update's metrics row; returning True
+        stops training there (stop reason "callback"), e.g. for a live curve with a Stop button.
+        """
         cfg, counters = self.cfg, self.counters
         progress = make_progress(self.quiet)
         stop_reason = "budget"
@@ -202,6 +210,8 @@ class Trainer:
                     completed=min(counters["env_step"], cfg.total_steps),
                 )
                 while counters["env_step"] < cfg.total_steps:
+                    iteration_start = time.perf_counter()
+                    train_before, eval_before = counters["train_seconds"], counters["eval_seconds"]
                     row = self._one_update()
                     self._maybe_evaluate(row)
                     self.log.write(row)
@@ -217,8 +227,14 @@ class Trainer:
                     if reached or self._checkpoint_due():
                         self._save()
                         last_saved = self.update
+                    # Training time is wall-clock minus evaluation: logging and checkpoints count too.
+                    iteration = time.perf_counter() - iteration_start - (counters["eval_seconds"] - eval_before)
+                    counters["train_seconds"] = train_before + iteration
                     if reached:
                         stop_reason = "target"
+                        break
+                    if on_update is not None and on_update(row):
+                        stop_reason = "callback"
                         break
         except NonFiniteLossError as err:
             self.close()

@@ -1,0 +1,36 @@
+"""``policygrad lab [--port N]``: start the interactive lab and print its address."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from typing import Any
+
+from policygrad.errors import PolicygradError
+
+INSTALL_HINT = "the lab needs its extra: pip install 'policygrad[lab]'"
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("altair") is None:
+        raise PolicygradError(INSTALL_HINT)
+    from policygrad.lab.server import check_port, serve
+
+    check_port(args.host, args.port)
+    print(f"policygrad lab: http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    serve(args.host, args.port)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``lab`` command to the ``policygrad`` CLI."""
+    from policygrad.lab.server import DEFAULT_PORT
+
+    parser = subparsers.add_parser(
+        "lab",
+        help="start the interactive lab in your browser (needs: pip install 'policygrad[lab]')",
+        description="The theory, clickable: bandit, REINFORCE sampler, gradient scatter, baseline, the chain.",
+    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
+    parser.set_defaults(func=_cmd_lab)
