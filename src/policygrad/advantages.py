@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -61,6 +62,14 @@ def gae(
     deltas = rewards + gamma * not_terminated * next_values - values
     decay = (gamma * lam) * not_done
     advantages = torch.empty_like(rewards)
+    if deltas.device.type == "cpu" and not deltas.requires_grad:
+        # The same recursion on numpy views: identical arithmetic, at a fraction of torch's per-op cost.
+        deltas_np, decay_np, out = deltas.numpy(), decay.detach().numpy(), advantages.numpy()
+        running_np = np.zeros_like(deltas_np[..., 0])
+        for t in range(rewards.shape[-1] - 1, -1, -1):
+            running_np = deltas_np[..., t] + decay_np[..., t] * running_np
+            out[..., t] = running_np
+        return advantages, advantages + values
     running = torch.zeros_like(rewards[..., 0])
     # Backward recursion over time, vectorised over the N rollouts.
     for t in range(rewards.shape[-1] - 1, -1, -1):

@@ -427,10 +427,12 @@ def learner(agent: Any, optimizer: torch.optim.Optimizer) -> tuple[FusedLearner,
     return cache.learner, params
 
 
-def check_finite(values: torch.Tensor, what: str) -> None:
-    """Raise before anything is copied back to the agent if a loss or gradient norm is NaN/inf."""
-    if not bool(torch.isfinite(values).all()):
-        raise NonFiniteLossError(f"{what} became non-finite (the weights were left unchanged)")
+def check_finite(values: torch.Tensor) -> None:
+    """Raise, before anything is copied back to the agent, if a loss or gradient norm is NaN or inf."""
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):
+        bad = values[~finite][0].item()
+        raise NonFiniteLossError(f"the loss or its gradient norm became {bad} (the weights were left unchanged)")
 
 
 # ----- the algorithms' fused updates ------------------------------------------------------------
@@ -498,7 +500,7 @@ def actor_critic_step(
     log_ratio = new_log_probs - old_log_probs
     losses += [norms.square().sum().sqrt(), (weight * (log_ratio.exp() - 1.0 - log_ratio)).sum()]
     values = torch.stack(losses)
-    check_finite(values, "the loss or its gradient")
+    check_finite(values)
     fused.end()
     policy_loss, entropy_mean, *rest = values.tolist()
     metrics = {"policy_loss": policy_loss, "entropy": entropy_mean}
@@ -637,7 +639,7 @@ def ppo_epochs(
             norms[taken].square().sum(1).sqrt().sum(),
         ]
     )
-    check_finite(sums, "the loss or its gradient")
+    check_finite(sums)
     fused.end()
     names = ["policy_loss", "approx_kl", "clip_fraction", "value_loss", "entropy", "grad_norm"]
     steps = max(len(valid), 1)

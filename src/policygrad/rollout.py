@@ -206,8 +206,8 @@ class RolloutCollector:
                 if episodes and (finished | prev_done).all():
                     length = t + 1
                     break
-            if critic:
-                values[length] = agent.value(torch.from_numpy(obs)).numpy()
+            if critic:  # V(s_T) through the same forward as every V(s_t), so it equals the next rollout's V(s_0)
+                values[length] = agent.sample(torch.from_numpy(obs), torch.zeros_like(noise[0]))[2].numpy()
         if episodes:
             # An episode longer than max_steps is cut: that is a truncation.
             unfinished = ~(finished | prev_done)
