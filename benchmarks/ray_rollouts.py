@@ -34,7 +34,7 @@ import torch
 
 from policygrad.agent import Agent, AgentSpec
 from policygrad.distributed.ray_backend import RayCollector, _arrays, _tensors, connect, import_ray
-from policygrad.distributed.slow_env import register_slow_cartpole
+from policygrad.distributed.slow_env import burn_cpu, register_slow_cartpole
 from policygrad.envs import make_envs
 from policygrad.rollout import RolloutCollector
 from policygrad.trainer import resolve_config
@@ -82,31 +82,55 @@ def median_ms(fn: Any, repeats: int) -> float:
 def make_agent(env_id: str, cfg: Any) -> Agent:
     _, info = make_envs(env_id, 1)
     torch.manual_seed(0)
-    return Agent(
-        AgentSpec(info.obs_dim, info.discrete, info.action_dim, cfg.hidden_sizes, cfg.activation, critic=True)
-    )
+    return Agent(AgentSpec(info.obs_dim, info.discrete, info.action_dim, cfg.hidden_sizes, cfg.activation, critic=True))
 
 
-def collect_ms(env_id: str, workers: int | None, steps: int, repeats: int, num_envs: int = 8) -> float:
-    """Median wall time of one ``collect(steps)`` of ``num_envs`` envs; workers None = in-process."""
-    overrides: dict[str, Any] = {"num_envs": num_envs}
-    if workers is not None:
-        overrides.update(backend="ray", workers=workers, worker_cpus=min(1.0, (os.cpu_count() or 2) / workers))
-    cfg, _ = resolve_config("a2c", env_id, overrides)
-    agent = make_agent(env_id, cfg)
-    if workers is None:
-        envs, _ = make_envs(env_id, num_envs)
-        collector: Any = RolloutCollector(envs, agent, cfg.seed)
-    else:
-        collector = RayCollector(agent, cfg)
-    collector.reset([cfg.seed + i for i in range(num_envs)])
-    update = iter(range(10**9))
-    try:
-        collector.collect(steps, next(update))  # warm-up
-        return median_ms(lambda: collector.collect(steps, next(update)), repeats)
-    finally:
-        if hasattr(collector, "close"):
-            collector.close()
+def make_collectors(env_id: str, num_envs: int = 8) -> dict[str, Any]:
+    """In-process, 1-worker and 2-worker collectors over the same envs, all alive at once."""
+    out: dict[str, Any] = {}
+    for label, overrides in (
+        ("local", {}),
+        ("ray1", {"backend": "ray", "workers": 1, "worker_cpus": 1.0}),
+        ("ray2", {"backend": "ray", "workers": 2, "worker_cpus": 0.5}),  # 1 + 2 x 0.5 = the 2 CPUs Ray sees
+    ):
+        cfg, _ = resolve_config("a2c", env_id, dict(overrides, num_envs=num_envs))
+        agent = make_agent(env_id, cfg)
+        if label == "local":
+            out[label] = RolloutCollector(make_envs(env_id, num_envs)[0], agent, cfg.seed)
+        else:
+            out[label] = RayCollector(agent, cfg)
+        out[label].reset([cfg.seed + i for i in range(num_envs)])
+    return out
+
+
+def interleaved_ms(collectors: dict[str, Any], steps: int, rounds: int) -> dict[str, Any]:
+    """Median ms per ``collect(steps)`` of each collector, measured in turns (ABCABC...).
+
+    Taking turns exposes every collector to the same background load; ``speedup2`` is the
+    median over rounds of the in-process time divided by the 2-worker time of that round.
+    """
+    times: dict[str, list[float]] = {label: [] for label in collectors}
+    updates = dict.fromkeys(collectors, 0)
+    for label, collector in collectors.items():  # warm-up
+        collector.collect(steps, updates[label])
+        updates[label] += 1
+    cpu_share = []
+    for round_ in range(rounds):
+        labels = list(collectors)
+        labels = labels[round_ % len(labels) :] + labels[: round_ % len(labels)]
+        for label in labels:
+            start, cpu = time.perf_counter(), time.thread_time()
+            collectors[label].collect(steps, updates[label])
+            elapsed = time.perf_counter() - start
+            updates[label] += 1
+            times[label].append(elapsed)
+            if label == "local":
+                cpu_share.append((time.thread_time() - cpu) / elapsed)
+    out: dict[str, Any] = {label: 1e3 * statistics.median(t) for label, t in times.items()}
+    ratios = [a / b for a, b in zip(times["local"], times["ray2"], strict=True)]
+    out["speedup2"] = statistics.median(ratios)
+    out["local_cpu_share"] = statistics.median(cpu_share)
+    return out
 
 
 class Receiver:
@@ -123,6 +147,34 @@ class Receiver:
 
     def ping(self) -> None:
         return None
+
+
+class Burner:
+    """A worker that only burns CPU: measures how much parallelism the machine offers right now."""
+
+    def burn(self, seconds: float) -> None:
+        burn_cpu(seconds)
+
+
+def parallel_ceiling(ray: Any, rounds: int, seconds: float = 0.2) -> float:
+    """Median over rounds of (one process burning ``seconds`` of CPU) / (two workers burning half each).
+
+    2.0 on an idle 2-core machine; less when other processes hold a core. No rollout
+    speedup with 2 workers can exceed it.
+    """
+    burners = [ray.remote(Burner).options(num_cpus=0).remote() for _ in range(2)]  # CPUs are reserved by the collectors
+    ray.get([b.burn.remote(0.01) for b in burners])
+    ratios = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        burn_cpu(seconds)
+        alone = time.perf_counter() - start
+        start = time.perf_counter()
+        ray.get([b.burn.remote(seconds / 2) for b in burners])
+        ratios.append(alone / (time.perf_counter() - start))
+    for b in burners:
+        ray.kill(b)
+    return statistics.median(ratios)
 
 
 def broadcast_ms(ray: Any, params: int, workers: int, repeats: int, as_numpy: bool) -> tuple[float, float]:
@@ -173,23 +225,25 @@ def main() -> None:
     ray.get(pinger.ping.remote())
     results["actor_round_trip_ms"] = median_ms(lambda: ray.get(pinger.ping.remote()), 200)
     ray.kill(pinger)
-    overhead = {}
-    for label, workers in (("local", None), ("ray, 1 worker", 1), ("ray, 2 workers", 2)):
-        overhead[label] = collect_ms("CartPole-v1", workers, 5, reps * 4)
-        print(f"CartPole 8x5 collect, {label}: {overhead[label]:.1f} ms", flush=True)
-    results["cartpole_update_ms"] = overhead
+    collectors = make_collectors("CartPole-v1")
+    results["cartpole_update_ms"] = interleaved_ms(collectors, 5, reps * 4)
+    for collector in collectors.values():
+        getattr(collector, "close", lambda: None)()
+    print(f"CartPole 8x5 collect: {results['cartpole_update_ms']}", flush=True)
 
     # 3. A slow environment (~1 ms CPU per step): where Ray pays.
-    slow = register_slow_cartpole(0.001)
+    collectors = make_collectors(register_slow_cartpole(0.001))
     throughput = []
-    for steps in (5, 32, 128):
-        row: dict[str, Any] = {"steps": steps}
-        for label, workers in (("local", None), ("ray1", 1), ("ray2", 2)):
-            ms = collect_ms(slow, workers, steps, max(3, reps // (2 if steps >= 128 else 1)))
-            row[label] = 8 * steps / (ms / 1e3)
-        row["speedup2"] = row["ray2"] / row["local"]
+    for steps, rounds in ((5, reps * 2), (32, reps), (128, max(3, reps // 2))):
+        ceiling_before = parallel_ceiling(ray, 5)
+        ms = interleaved_ms(collectors, steps, rounds)
+        ceiling = (ceiling_before + parallel_ceiling(ray, 5)) / 2
+        row = {"steps": steps, **{k: 8 * steps / (ms[k] / 1e3) for k in ("local", "ray1", "ray2")}}
+        row.update(speedup2=ms["speedup2"], local_cpu_share=ms["local_cpu_share"], ceiling=ceiling)
         throughput.append(row)
         print(f"slow env 8x{steps}: {row}", flush=True)
+    for collector in collectors.values():
+        getattr(collector, "close", lambda: None)()
     results["slow_env_steps_per_s"] = throughput
 
     # 4. Weight broadcast vs model size (2 workers).
@@ -197,8 +251,15 @@ def main() -> None:
     for params in (1_048_576, 5_242_880, 10_485_760, 52_428_800):
         put, total = broadcast_ms(ray, params, 2, max(3, reps // 3), as_numpy=True)
         _, total_torch = broadcast_ms(ray, params, 2, 3, as_numpy=False)
-        broadcast.append({"params": params, "mb": params * 4 / 2**20, "put_ms": put, "broadcast_ms": total,
-                          "broadcast_torch_ms": total_torch})
+        broadcast.append(
+            {
+                "params": params,
+                "mb": params * 4 / 2**20,
+                "put_ms": put,
+                "broadcast_ms": total,
+                "broadcast_torch_ms": total_torch,
+            }
+        )
         print(f"broadcast {params / 1e6:.0f}M params: {broadcast[-1]}", flush=True)
     results["broadcast"] = broadcast
     results["load_average_after"] = os.getloadavg()
@@ -219,19 +280,22 @@ def markdown(r: dict[str, Any]) -> str:
         f"- `ray.init` (private local instance): {r['ray_init_s']:.1f} s; Ray's processes "
         f"{r['ray_processes_rss_mb']:.0f} MB resident, the learner +{r['driver_rss_increase_mb']:.0f} MB",
         f"- actor round trip: {r['actor_round_trip_ms']:.2f} ms",
-        f"- one CartPole update (8 envs x 5 steps): {o['local']:.1f} ms in-process, {o['ray, 1 worker']:.1f} ms on "
-        f"1 worker, {o['ray, 2 workers']:.1f} ms on 2 workers (overhead {o['ray, 2 workers'] - o['local']:.1f} ms "
-        "per update: CartPole gains nothing)",
+        f"- one CartPole collection (8 envs x 5 steps): {o['local']:.1f} ms in-process, {o['ray1']:.1f} ms on "
+        f"1 worker, {o['ray2']:.1f} ms on 2 workers (overhead {o['ray2'] - o['local']:.1f} ms per update: "
+        "CartPole gains nothing)",
         "",
-        "Collection throughput, slow CartPole (~1 ms CPU per step), 8 envs, env steps/s:",
+        "Collection throughput on the slow CartPole (~1 ms CPU per step), 8 envs, env steps/s (medians; the",
+        "collectors take turns so they share the same background load). *Ceiling*: the speedup two processes",
+        "burning CPU got over one at the same time — 2.0 on an idle 2-core machine, less when other work holds",
+        "a core; no 2-worker speedup can beat it.",
         "",
-        "| steps per update | in-process | Ray, 1 worker | Ray, 2 workers | speedup, 2 workers |",
-        "|---:|---:|---:|---:|---:|",
+        "| steps per update | in-process | Ray, 1 worker | Ray, 2 workers | speedup, 2 workers | ceiling |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in r["slow_env_steps_per_s"]:
         lines.append(
             f"| 8 x {row['steps']} | {row['local']:.0f} | {row['ray1']:.0f} | {row['ray2']:.0f} "
-            f"| {row['speedup2']:.2f}x |"
+            f"| {row['speedup2']:.2f}x | {row['ceiling']:.2f}x |"
         )
     lines += [
         "",

@@ -82,7 +82,9 @@ def connect(ray: Any, address: str | None) -> bool:
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "namespace": "policygrad"}
     if address is None:
         # "local": a new instance even if another one runs on this machine (ray.init() would join it).
-        ray.init(address="local", include_dashboard=False, **kwargs)
+        # Ray runs its workers at niceness 15; rollout workers are the job's main work, so they get the
+        # learner's priority (0) — else any other load on the machine starves them.
+        ray.init(address="local", include_dashboard=False, _system_config={"worker_niceness": 0}, **kwargs)
         return True
     try:
         ray.init(address=address, **kwargs)
