@@ -50,14 +50,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     for flag, key in (("seed", "seed"), ("updates", "updates"), ("kl_coef", "kl_coef")):
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
-    cfg = build_config(module.Config, values)
+    try:
+        cfg = build_config(module.Config, values)
+    except PolicygradError as err:
+        raise PolicygradError(str(err).replace("(see: policygrad list)", "(see: policygrad lm list)")) from None
     reference = Path(args.ref) if args.ref else None
     if reference is not None and not reference.is_dir():
         raise PolicygradError(f"--ref {reference} is not a folder (create one: policygrad lm pretrain {args.task})")
     run_dir = Path(args.out) if args.out else default_run_dir(args.algo, args.task, cfg.seed)
     if not args.quiet:
         print(f"lm {args.algo} on {args.task}; run folder {run_dir}", file=sys.stderr)
-    trainer = LMTrainer.new(args.algo, cfg, run_dir, reference, args.vocab_size or 16, quiet=args.quiet)
+    trainer = LMTrainer.new(args.algo, cfg, run_dir, reference, args.vocab_size, quiet=args.quiet)
     trainer.run()
     return 0
 

@@ -47,7 +47,10 @@ class LMTrainConfig:
     seed: int = _checked(0, _non_negative, ">= 0", "seed of every random source")
     updates: int = _checked(1000, _positive, "> 0", "policy updates to run")
     max_train_seconds: float | None = _checked(
-        150.0, lambda v: v is None or v > 0, "> 0 or none", "also stop after this much training time (none: off)"
+        180.0,
+        lambda v: v is None or v > 0,
+        "> 0 or none",
+        "also stop after this many seconds, counting the reference's pretraining when the run does it (none: off)",
     )
     prompts_per_update: int = _checked(64, _positive, "> 0", "distinct prompts sampled per update")
     samples_per_prompt: int = _checked(1, _positive, "> 0", "responses sampled per prompt (K, the group size)")

@@ -156,6 +156,12 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
         )
     except (OSError, ValueError, ImportError) as err:
         raise PolicygradError(f"cannot load a Hugging Face model from {folder}: {err}") from None
+    if "gguf_file" in kwargs:
+        # GGUF weights are de-quantized to float32 on load: the model is an ordinary one from here on,
+        # and saving it (the trained policy) writes ordinary safetensors
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     map_file = folder / MAP_FILE
     token_ids = (
         torch.tensor(json.loads(map_file.read_text())["token_ids"]) if map_file.is_file() else task_token_ids(tokenizer)

@@ -31,6 +31,7 @@ from policygrad.lm.checkpoint import load_latest_lm, save_lm_checkpoint
 from policygrad.lm.generation import generate, sampling_uniforms, score
 from policygrad.lm.losses import sequence_kl
 from policygrad.lm.metrics import LMMetricsLog
+from policygrad.lm.model import read_model_config
 from policygrad.lm.models import is_hf_model, load_policy_model, save_policy_model
 from policygrad.lm.pretrain import PretrainConfig, pretrain
 from policygrad.lm.rollout import build_rollout
@@ -77,10 +78,14 @@ class LMTrainer:
         cfg: Any,
         run_dir: Path,
         reference: Path | None = None,
-        vocab_size: int = 16,
+        vocab_size: int | None = None,
         quiet: bool = False,
     ) -> LMTrainer:
-        """Start a run; pretrains a reference into ``run_dir/reference`` when none is given."""
+        """Start a run; pretrains a reference into ``run_dir/reference`` when none is given.
+
+        ``vocab_size`` is that of the reference to pretrain (default 16); a given
+        reference brings its own.
+        """
         run_dir = Path(run_dir)
         if (run_dir / "checkpoints").exists() or (run_dir / "metrics.csv").exists():
             raise PolicygradError(
@@ -88,6 +93,12 @@ class LMTrainer:
                 "or choose another --out"
             )
         module = get_algorithm(algo)
+        if reference is not None and not is_hf_model(reference):
+            own = read_model_config(reference).get("model", {}).get("vocab_size")
+            if vocab_size is not None and own is not None and own != vocab_size:
+                raise PolicygradError(f"--vocab-size {vocab_size} does not match the reference's {own} tokens")
+            vocab_size = own
+        vocab_size = vocab_size or 16
         task = get_task(cfg.task, vocab_size)
         torch.set_num_threads(cfg.threads)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -172,7 +183,7 @@ class LMTrainer:
             with progress:
                 bar = progress.add_task(f"lm {self.algo_name} {cfg.task}", total=cfg.updates, completed=self.update)
                 while self.update < cfg.updates:
-                    if cfg.max_train_seconds is not None and counters["train_seconds"] >= cfg.max_train_seconds:
+                    if cfg.max_train_seconds is not None and self.seconds_used() >= cfg.max_train_seconds:
                         stop_reason = "time"
                         break
                     row = self._one_update()
@@ -233,6 +244,10 @@ class LMTrainer:
             "tokens_per_second": tokens / max(elapsed, 1e-9),
         }
 
+    def seconds_used(self) -> float:
+        """Training seconds so far, plus the reference's pretraining when this run did it (the time budget)."""
+        return self.counters["train_seconds"] + self.counters["pretrain_seconds"]
+
     def learning_rate(self) -> float:
         """The peak rate, or with ``anneal_lr`` decayed linearly to 10 % over the budget.
 
@@ -245,7 +260,7 @@ class LMTrainer:
             return cfg.learning_rate
         progress = self.update / cfg.updates
         if cfg.max_train_seconds is not None:
-            progress = max(progress, self.counters["train_seconds"] / cfg.max_train_seconds)
+            progress = max(progress, self.seconds_used() / cfg.max_train_seconds)
         return cfg.learning_rate * (1.0 - 0.9 * min(progress, 1.0))
 
     def _save(self) -> None:
@@ -344,7 +359,7 @@ def train(
     task: str = "sum",
     run_dir: Path | str | None = None,
     reference: Path | str | None = None,
-    vocab_size: int = 16,
+    vocab_size: int | None = None,
     quiet: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
