@@ -16,7 +16,8 @@ import torch
 from policygrad.advantages import returns_to_go
 from policygrad.errors import PolicygradError
 from policygrad.exact import ESTIMATORS, bandit, chain, check_estimator, sample_episodes, short_corridor
-from policygrad.exact.estimators import episodes_to_rollout, get_estimator, per_episode_gradients
+from policygrad.exact.estimators import episodes_to_rollout, fit_critic, get_estimator, per_episode_gradients
+from policygrad.losses import value_loss
 
 SEED = int(os.environ.get("POLICYGRAD_TEST_SEED", "0"))
 #: Largest |z| allowed for an unbiased estimator: P(|N(0,1)| > 4.5) ≈ 7e-6 per component.
@@ -95,6 +96,25 @@ def test_returns_of_the_rollout_are_the_library_returns_to_go():
     rollout = episodes_to_rollout(mdp, theta, episodes, critic=None)
     g0 = returns_to_go(rollout.rewards, rollout.terminated, rollout.done, mdp.gamma)[:, 0]
     assert torch.equal(g0, -episodes.lengths.double())  # −1 per step, γ = 1
+
+
+def test_the_learned_critic_is_the_regression_of_returns_and_approaches_v():
+    mdp, theta, _ = CASES["chain"]
+    episodes = sample_episodes(mdp, theta, 4_000, seed=SEED)
+    fitted = fit_critic(mdp, theta, episodes)
+    np.testing.assert_allclose(fitted.numpy(), mdp.values(theta), atol=0.03)
+    # It minimises the library's value_loss: nudging any entry makes the loss larger.
+    rollout = episodes_to_rollout(mdp, theta, episodes, critic=None)
+    returns = returns_to_go(rollout.rewards, rollout.terminated, rollout.done, mdp.gamma)
+
+    def loss(table):
+        return value_loss(table[episodes.states], returns, rollout.mask)[0].item()
+
+    for s in range(mdp.num_states - 1):
+        for delta in (-1e-3, 1e-3):
+            nudged = fitted.clone()
+            nudged[s] += delta
+            assert loss(nudged) > loss(fitted)
 
 
 def test_unknown_estimator_is_a_clear_error():

@@ -130,24 +130,26 @@ def per_episode_gradients(theta: ArrayLike, rollout: Rollout, gamma: float, lam:
     return -grad * rollout.mask.sum().clamp(min=1)
 
 
-def fit_critic(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, steps: int = 200) -> torch.Tensor:
-    """A tabular V̂ (S,) regressed on the returns-to-go of ``episodes`` with the library's ``value_loss``.
+def fit_critic(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes) -> torch.Tensor:
+    """A tabular V̂ (S,) regressed on the returns-to-go of ``episodes`` by the library's ``value_loss``.
 
-    Unvisited states keep V̂ = 0. Fitted on episodes independent of the ones it is used
-    on, the baseline does not depend on their actions, so the estimator stays unbiased.
+    For a table the loss ½ mean_t (V̂(s_t) − G_t)² has a diagonal Hessian (visits of s over
+    valid steps), so one Newton step from V̂ = 0 is its exact minimiser: the mean return
+    from each state. Unvisited states keep V̂ = 0. Fitted on episodes independent of the
+    ones it is used on, the baseline does not depend on their actions, so the estimator
+    stays unbiased.
     """
     rollout = episodes_to_rollout(mdp, theta, episodes, critic=None)
-    _, returns = gae(
-        rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, mdp.gamma, 1.0
-    )
+    zeros = rollout.values
+    _, returns = gae(rollout.rewards, zeros, zeros, rollout.terminated, rollout.done, mdp.gamma, 1.0)
     table = torch.zeros(mdp.num_states, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.Adam([table], lr=0.3)
-    for _ in range(steps):
-        loss, _ = value_loss(table[episodes.states], returns, rollout.mask)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return table.detach() * (~mdp.terminal)
+    loss, _ = value_loss(table[episodes.states], returns, rollout.mask)
+    (grad,) = torch.autograd.grad(loss, table)
+    visits = torch.zeros(mdp.num_states, dtype=torch.float64)
+    visits.index_add_(0, episodes.states[rollout.mask], torch.ones(int(rollout.mask.sum()), dtype=torch.float64))
+    hessian = visits / rollout.mask.sum().clamp(min=1)
+    step = torch.where(visits > 0, grad / hessian.clamp(min=1e-300), 0.0)
+    return (-step) * (~mdp.terminal)
 
 
 def critic_values(

@@ -76,7 +76,7 @@ def softmax_learner(steps: int, runs: int, generator: torch.Generator) -> np.nda
 
 
 def run(seed: int, quick: bool = False, **_: Any) -> Report:
-    steps, runs = (200, 8) if quick else (2_000, 100)
+    steps, runs = (100, 4) if quick else (2_000, 100)
     epsilons = np.logspace(-6, 0, 61)
     sweep = perturbation_sweep(epsilons)
     greedy = greedy_learner(steps, runs, np.random.default_rng(seed))

@@ -78,14 +78,14 @@ def parse_sequence(text: str, repeats_to: int) -> list[int]:
 
 def run(seed: int, quick: bool = False, actions: str | None = None, **_: Any) -> Report:
     pulls, runs = (60, 4) if quick else (400, 50)
+    pattern = (actions or DEFAULT_SEQUENCE).replace(",", "").replace(" ", "").upper()
+    sequence = parse_sequence(pattern, pulls)  # checked before any work
     mdp = bandit(MEANS, noise="bernoulli", action_names=list("ABCD"))
     best = int(np.argmax(MEANS))
     generator = torch.Generator().manual_seed(seed)
     curves, all_arms = learn_by_sampling(mdp, pulls, runs, generator)
     first_probs, first_arms = curves[0], all_arms[0]
     best_prob = curves[:, :, best]
-    pattern = (actions or DEFAULT_SEQUENCE).replace(",", "").replace(" ", "").upper()
-    sequence = parse_sequence(pattern, pulls)
     pulled = np.bincount(sequence, minlength=4) * np.array(MEANS)
     # Expected step Σ_b n_b m_b (e_b − π) vanishes where π(a) ∝ n_a m_a (pulls × success rate).
     matching = pulled / pulled.sum()

@@ -65,7 +65,7 @@ def learn(mdp: Any, pulls: int, runs: int, with_baseline: bool, generator: torch
 
 
 def run(seed: int, quick: bool = False, **_: Any) -> Report:
-    pulls, runs, check_samples = (60, 4, 2_000) if quick else (300, 50, 40_000)
+    pulls, runs, check_samples = (30, 4, 500) if quick else (300, 50, 40_000)
     mdp = bandit(MEANS, noise="gaussian", std=NOISE_STD, action_names=["8", "6", "3"])
     generator = torch.Generator().manual_seed(seed)
     results = {

@@ -82,10 +82,14 @@ def rolling_median(x: np.ndarray, fraction: float = 0.1) -> np.ndarray:
         return np.array([np.nanmedian(x[max(0, i - window + 1) : i + 1]) for i in range(len(x))])
 
 
-def run(seed: int, quick: bool = False, out: Path | None = None, **_: Any) -> Report:
-    steps, seeds = (1_500, 1) if quick else (STEPS, SEEDS)
+def run(
+    seed: int, quick: bool = False, out: Path | None = None, algorithms: list[str] | None = None, **_: Any
+) -> Report:
+    """Train ``algorithms`` (default: all five, in chain order) and compare them."""
+    steps, seeds = (1_000, 1) if quick else (STEPS, SEEDS)
     out = Path(out if out is not None else "runs/experiments/chain") / "runs"
-    runs = {algo: [train_one(algo, seed + k, steps, out) for k in range(seeds)] for algo in ALGORITHMS}
+    names = list(algorithms or ALGORITHMS)
+    runs = {algo: [train_one(algo, seed + k, steps, out) for k in range(seeds)] for algo in names}
 
     grid = np.linspace(0, steps, 61)
     warnings.filterwarnings("ignore", "Mean of empty slice|All-NaN slice", RuntimeWarning)  # before the first episode
@@ -122,7 +126,6 @@ def run(seed: int, quick: bool = False, out: Path | None = None, **_: Any) -> Re
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"The chain on {ENV_ID}: {steps:,} steps per run (seeds {seed}–{seed + seeds - 1})")
 
-    names = list(ALGORITHMS)
     steps_compared = []
     for previous, current in zip(names, names[1:], strict=False):
         gain = summary[current]["return_area_per_step"] - summary[previous]["return_area_per_step"]

@@ -30,7 +30,7 @@ def cases(seed: int) -> dict[str, tuple[Any, np.ndarray]]:
 
 
 def run(seed: int, quick: bool = False, **_: Any) -> Report:
-    episodes = 1_000 if quick else 10_000
+    episodes = 300 if quick else 10_000
     results: dict[str, dict[str, Any]] = {}
     for case, (mdp, theta) in cases(seed).items():
         results[case] = {

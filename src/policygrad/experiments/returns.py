@@ -40,7 +40,7 @@ def return_stats(mdp: Any, theta: np.ndarray, episodes: int, seed: int) -> tuple
 
 
 def run(seed: int, quick: bool = False, **_: Any) -> Report:
-    episodes, updates = (2_000, 20) if quick else (20_000, 150)
+    episodes, updates = (1_000, 10) if quick else (20_000, 150)
     mdp = gridworld(step_reward=0.0, gamma=0.9)
     theta = mdp.zeros()
     start_returns, start = return_stats(mdp, theta, episodes, seed)

@@ -62,7 +62,7 @@ def rps(seed: int, updates: int, batch: int) -> dict[str, Any]:
 
 
 def run(seed: int, quick: bool = False, **_: Any) -> Report:
-    updates, batch, rps_updates = (40, 8, 100) if quick else (400, 32, 1_000)
+    updates, batch, rps_updates = (20, 4, 30) if quick else (400, 32, 1_000)
     p_star = 2.0 - math.sqrt(2.0)
     j_star = short_corridor_value(p_star)
     c = corridor(seed, updates, batch)
