@@ -241,3 +241,42 @@ def test_non_finite_update_raises_and_leaves_the_weights_alone():
         ppo.update(agent, optimizer, rollout, cfg, 0)
     assert all(torch.equal(p, q) for p, q in zip(before, agent.parameters(), strict=True))
     assert not optimizer.state or all(float(s["step"]) == 0 for s in optimizer.state.values())
+
+
+def test_policygrad_adam_is_torch_adam_without_torch_optim():
+    from policygrad.optim import Adam
+
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(4))]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt_ours, opt_theirs = Adam(ours, lr=1e-2, eps=1e-5), torch.optim.Adam(theirs, lr=1e-2, eps=1e-5)
+    for _ in range(10):
+        for p, q in zip(ours, theirs, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        opt_ours.step(), opt_theirs.step()
+    for p, q in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(p, q)
+    saved_ours, saved_theirs = opt_ours.state_dict(), opt_theirs.state_dict()
+    assert saved_ours["param_groups"] == saved_theirs["param_groups"]
+    # Each loads the other's state: checkpoints do not depend on which optimiser wrote them.
+    cross_ours, cross_theirs = Adam(ours), torch.optim.Adam(theirs)
+    cross_ours.load_state_dict(saved_theirs), cross_theirs.load_state_dict(saved_ours)
+    for p, q in zip(ours, theirs, strict=True):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(cross_ours.state[p][key], opt_theirs.state[q][key])
+            torch.testing.assert_close(cross_theirs.state[q][key], opt_ours.state[p][key])
+    assert cross_ours.param_groups[0]["lr"] == 1e-2
+
+
+def test_a_training_run_does_not_import_the_compiler_stack(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, policygrad; "
+        f"policygrad.train('ppo', 'CartPole-v1', out={str(tmp_path / 'run')!r}, total_steps=1024, eval_every=0); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from policygrad.errors import NonFiniteLossError
+from policygrad.optim import Adam
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # From this many elements on, 2σ(2x) − 1 (three cheap ops) beats one float32 tanh.
@@ -394,13 +395,13 @@ class FusedLearner:
 def learner(agent: Any, optimizer: torch.optim.Optimizer) -> tuple[FusedLearner, list[nn.Parameter]] | None:
     """The agent's fused learner and its parameters, or None where the fused path does not apply.
 
-    It applies to policygrad MLP agents (see :func:`agent_parameters`) trained by a plain
-    ``torch.optim.Adam`` (one parameter group holding exactly the agent's parameters, no
-    weight decay, AMSGrad or maximise, equal step counts).
+    It applies to policygrad MLP agents (see :func:`agent_parameters`) trained by a plain Adam,
+    :class:`policygrad.optim.Adam` or ``torch.optim.Adam`` (one parameter group holding exactly
+    the agent's parameters, no weight decay, AMSGrad or maximise, equal step counts).
     """
     cache = _cache(agent)
     params = cache.params
-    if params is None or type(optimizer) is not torch.optim.Adam or len(optimizer.param_groups) != 1:
+    if params is None or type(optimizer) not in (torch.optim.Adam, Adam) or len(optimizer.param_groups) != 1:
         return None
     group = optimizer.param_groups[0]
     if (

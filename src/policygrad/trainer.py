@@ -26,6 +26,7 @@ from policygrad.distributed import make_collector
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.evaluation import evaluate
 from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
+from policygrad.optim import Adam
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -119,7 +120,7 @@ class Trainer:
                 normalize_obs=cfg.normalize_obs,
             )
         )
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.collector = make_collector(self.envs, self.agent, cfg)  # in-process, or Ray workers
         self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
         self.log = MetricsLog(run_dir)
@@ -142,7 +143,7 @@ class Trainer:
         self.update = state["update"]
         self.counters.update(state["counters"])
         self.agent = checkpoint.build_agent()
-        self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
         checkpoint.restore_optimizer(self.optimizer)
         checkpoint.restore_rng()
         np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
