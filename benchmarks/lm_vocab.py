@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,14 +79,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=30, help="timed updates per vocabulary")
     parser.add_argument("--train-updates", type=int, default=300, help="RLOO updates of the 32K training run")
+    parser.add_argument("--pretrain-steps", type=int, default=1200, help="pretraining steps of each reference")
     parser.add_argument("--out", default="benchmarks/results/lm_vocab.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results: dict[str, dict] = {}
-    work = Path(args.out).parent / "lm_vocab_models"
+    work = Path(tempfile.mkdtemp(prefix="lm_vocab_"))
     for vocab in (16, 32000):
         ref_dir = work / f"ref-sum-v{vocab}"
-        model, stats = pretrain("sum", PretrainConfig(vocab_size=vocab), ref_dir, quiet=True)
+        model, stats = pretrain("sum", PretrainConfig(vocab_size=vocab, steps=args.pretrain_steps), ref_dir, quiet=True)
         results[str(vocab)] = {
             "parameters": model.num_parameters(),
             "pretrain_seconds": stats["pretrain_seconds"],
@@ -100,6 +102,7 @@ def main() -> None:
         reference=work / "ref-sum-v32000",
         updates=args.train_updates,
         max_train_seconds=None,
+        eval_prompts=256,
     )
     results["32000"]["train"] = {
         k: summary[k]
