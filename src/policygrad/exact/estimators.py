@@ -167,6 +167,32 @@ def critic_values(
     return fit_critic(mdp, theta, fit)
 
 
+def sample_episode_batches(
+    mdp: TabularMDP, theta: ArrayLike, num_episodes: int, seed: int = 0, max_steps: int = 1000, chunk: int = 4096
+) -> list[Episodes]:
+    """``num_episodes`` episodes of π_θ in batches of at most ``chunk`` (bounded memory)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return [
+        sample_episodes(mdp, theta, min(chunk, num_episodes - start), max_steps, seed=generator)
+        for start in range(0, num_episodes, chunk)
+    ]
+
+
+def estimator_gradients(
+    mdp: TabularMDP, theta: ArrayLike, estimator: str, batches: list[Episodes], seed: int = 0, max_steps: int = 1000
+) -> torch.Tensor:
+    """The estimator's single-episode estimates of ∇J for given episodes: (episodes, O, A), float64.
+
+    Several estimators on the same episodes give paired comparisons. ``seed`` and
+    ``max_steps`` only matter to the learned critic's own, independent episodes.
+    """
+    spec = get_estimator(estimator)
+    critic = critic_values(mdp, theta, spec.critic, seed=seed, max_steps=max_steps)
+    return torch.cat(
+        [per_episode_gradients(theta, episodes_to_rollout(mdp, theta, e, critic), mdp.gamma, spec.lam) for e in batches]
+    )
+
+
 def sample_gradients(
     mdp: TabularMDP,
     theta: ArrayLike,
@@ -174,18 +200,10 @@ def sample_gradients(
     num_episodes: int,
     seed: int = 0,
     max_steps: int = 1000,
-    chunk: int = 4096,
 ) -> torch.Tensor:
     """``num_episodes`` independent single-episode estimates of ∇J: (num_episodes, O, A), float64."""
-    spec = get_estimator(estimator)
-    critic = critic_values(mdp, theta, spec.critic, seed=seed, max_steps=max_steps)
-    generator = torch.Generator().manual_seed(int(seed))
-    out = []
-    for start in range(0, num_episodes, chunk):
-        episodes = sample_episodes(mdp, theta, min(chunk, num_episodes - start), max_steps, seed=generator)
-        rollout = episodes_to_rollout(mdp, theta, episodes, critic)
-        out.append(per_episode_gradients(theta, rollout, mdp.gamma, spec.lam))
-    return torch.cat(out)
+    batches = sample_episode_batches(mdp, theta, num_episodes, seed=seed, max_steps=max_steps)
+    return estimator_gradients(mdp, theta, estimator, batches, seed=seed, max_steps=max_steps)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from policygrad.exact import ESTIMATORS, bandit, chain, check_estimator, gridworld, short_corridor
+from policygrad.exact import (
+    ESTIMATORS,
+    bandit,
+    chain,
+    estimator_gradients,
+    gridworld,
+    sample_episode_batches,
+    short_corridor,
+    summarize,
+)
 from policygrad.experiments.common import Report, figure, fmt
 
 SUMMARY = "each estimator (REINFORCE, baselines, TD, GAE, a wrong critic) against the exact gradient: bias z, variance"
@@ -33,8 +42,11 @@ def run(seed: int, quick: bool = False, **_: Any) -> Report:
     episodes = 300 if quick else 10_000
     results: dict[str, dict[str, Any]] = {}
     for case, (mdp, theta) in cases(seed).items():
+        # Every estimator sees the same episodes: the comparison between them is paired.
+        batches = sample_episode_batches(mdp, theta, episodes, seed=seed, max_steps=500)
+        exact = mdp.gradient(theta)
         results[case] = {
-            name: check_estimator(mdp, theta, name, num_episodes=episodes, seed=seed, max_steps=500)
+            name: summarize(name, estimator_gradients(mdp, theta, name, batches, seed=seed, max_steps=500), exact)
             for name in ESTIMATORS
         }
 
@@ -84,9 +96,10 @@ def run(seed: int, quick: bool = False, **_: Any) -> Report:
 
 Each estimator is the library's own code path — a `Rollout` of sampled episodes, `gae` with
 the estimator's λ and critic, `policy_gradient_loss` and autograd — averaged over {episodes:,}
-single-episode estimates and compared with `TabularMDP.gradient` at a random policy. Each cell:
-largest |z| over the gradient's components / relative bias ‖mean − ∇J‖/‖∇J‖ / variance reduction
-factor against REINFORCE (total variance of one estimate).
+single-episode estimates (the same episodes for every estimator of an MDP) and compared with
+`TabularMDP.gradient` at a random policy. Each cell: largest |z| over the gradient's components /
+relative bias ‖mean − ∇J‖/‖∇J‖ / variance reduction factor against REINFORCE (total variance of
+one estimate).
 
 {header}
 {chr(10).join(rows)}
