@@ -18,7 +18,7 @@ pages = [
         Path(__file__).parent / "views" / f"{page.slug}.py",
         title=page.title,
         icon=page.icon,
-        url_path=page.slug,
+        url_path=None if index == 0 else page.slug,  # the first page is the app's address itself
         default=index == 0,
     )
     for index, page in enumerate(PAGES)

@@ -63,12 +63,13 @@ def probability_history(names: Sequence[str], probs: np.ndarray, height: int = 2
     )
 
 
-def returns_histogram(returns: Sequence[float], exact: float, mean: float | None, height: int = 300) -> alt.LayerChart:
-    """A histogram of sampled returns, with the exact expected return (black) and the sample mean (red)."""
-    values = np.asarray(returns, dtype=np.float64)
-    lo, hi = (min(values.min(), exact), max(values.max(), exact)) if len(values) else (exact - 1, exact + 1)
-    edges = np.linspace(math.floor(lo * 10) / 10, math.ceil(hi * 10) / 10 + 1e-9, 31)
-    counts, edges = np.histogram(values, bins=edges)
+def returns_histogram(
+    returns: Sequence[float], exact: float, mean: float | None, domain: Sequence[float], height: int = 300
+) -> alt.LayerChart:
+    """A histogram of sampled returns on a fixed ``domain`` (bins of 0.05), the exact expected return (black)
+    and the sample mean (red dashed)."""
+    edges = np.arange(domain[0], domain[1] + 1e-9, 0.05)
+    counts, edges = np.histogram(np.clip(np.asarray(returns, dtype=np.float64), edges[0], edges[-1]), bins=edges)
     bins = pd.DataFrame({"start": edges[:-1], "end": edges[1:], "episodes": counts, "zero": 0})
     bars = (
         alt.Chart(bins)
@@ -76,7 +77,12 @@ def returns_histogram(returns: Sequence[float], exact: float, mean: float | None
         .encode(
             x=alt.X("start:Q", title="sampled return G₀", scale=alt.Scale(domain=[edges[0], edges[-1]])),
             x2="end:Q",
-            y=alt.Y("episodes:Q", title="episodes"),
+            y=alt.Y(
+                "episodes:Q",
+                title="episodes",
+                scale=alt.Scale(domain=[0, max(5, int(counts.max()))]),
+                axis=alt.Axis(tickMinStep=1, format="d"),
+            ),
             y2="zero:Q",
             tooltip=["start:Q", "end:Q", "episodes:Q"],
         )
@@ -194,8 +200,8 @@ def advantage_bars(
     data["direction"] = np.where(data["weight"] > 0, "pushed up", "pushed down")
     data["label"] = [f"{w:+.2f}" for w in data["weight"]]
     base = alt.Chart(data).encode(
-        x=alt.X("action:N", sort=list(names), axis=alt.Axis(labelAngle=0, title=None)),
-        y=alt.Y("weight:Q", title="A (weight on ∇log π(a))", scale=alt.Scale(domain=list(domain))),
+        x=alt.X("action:N", sort=list(names), axis=alt.Axis(labelAngle=0, title=None, labelFontSize=12)),
+        y=alt.Y("weight:Q", title="weight A on ∇log π(a)", scale=alt.Scale(domain=list(domain))),
     )
     bars = base.mark_bar().encode(
         color=alt.Color(
@@ -204,9 +210,10 @@ def advantage_bars(
             legend=alt.Legend(orient="top", title=None),
         )
     )
-    text = base.mark_text(dy=-9, fontWeight="bold").encode(text="label:N")
+    above = base.transform_filter("datum.weight >= 0").mark_text(dy=-9, fontWeight="bold").encode(text="label:N")
+    below = base.transform_filter("datum.weight < 0").mark_text(dy=10, fontWeight="bold").encode(text="label:N")
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="gray").encode(y="y:Q")
-    return (bars + text + zero).properties(title=title, height=240)
+    return (bars + above + below + zero).properties(title=title, height=300)
 
 
 def chain_graph(

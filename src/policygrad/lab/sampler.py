@@ -23,6 +23,8 @@ GAMMA = 0.9
 #: An episode still running after this many steps is cut (rare: the mean length is about 15).
 MAX_EPISODE_STEPS = 200
 MAX_BATCH = 10_000
+#: Every G₀ lies in [−1 − 0.04/(1 − γ), 1] = [−1.4, 1]: the histogram's fixed axis.
+RETURN_RANGE = (-1.4, 1.0)
 
 
 def cell_names(layout: tuple[str, ...] = RUSSELL_NORVIG_LAYOUT) -> list[str]:

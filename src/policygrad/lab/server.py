@@ -20,6 +20,8 @@ def check_port(host: str, port: int) -> None:
     if not 1 <= port <= 65_535:
         raise PolicygradError(f"--port must be between 1 and 65535 (got {port})")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As the server will: connections of a previous run still closing (TIME_WAIT) do not block the port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

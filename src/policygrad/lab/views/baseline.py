@@ -20,7 +20,7 @@ st.subheader("One batch: returns 8, 6 and 3", anchor=False)
 example = example_advantages()
 names = [f"action {i + 1} (G = {g:g})" for i, g in enumerate(EXAMPLE_RETURNS)]
 top = max(EXAMPLE_RETURNS) * 1.15
-bottom = min(0.0, float(np.min(example["with_baseline"]))) * 1.3
+bottom = min(0.0, float(np.min(example["with_baseline"]))) * 1.6
 raw_col, base_col = st.columns(2, gap="large")
 raw_col.altair_chart(
     charts.advantage_bars(names, example["raw"], "raw returns: A = G (every bar pushed up)", [bottom, top]),

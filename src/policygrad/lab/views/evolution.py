@@ -66,7 +66,7 @@ def _live() -> None:
     state = job.poll()
     title = TITLES[job.algo]
     if job.running:
-        if st.button("Stop", key="evolution_stop", icon=":material/stop:", width="content"):
+        if st.button("Stop training", key="evolution_stop", icon=":material/stop:", width="content"):
             job.stop()
         text = (
             "starting the training process…"
@@ -116,7 +116,7 @@ with detail_col:
         started = ui.attempt(training.LiveTraining, selected, steps)
         if started is not None:
             st.session_state["lab.training"] = started
-            running = True
+            st.rerun()  # draw the page again as it is while training runs: Train disabled, the curve polling
     if running:
         st.fragment(_live, run_every=1.0)()
     else:

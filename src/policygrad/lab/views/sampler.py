@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from policygrad.lab import charts, ui
-from policygrad.lab.sampler import GAMMA, SamplerLab
+from policygrad.lab.sampler import GAMMA, RETURN_RANGE, SamplerLab
 
 lab = ui.model("lab.sampler", SamplerLab)
 
@@ -59,7 +59,7 @@ with left:
         st.caption("No episode yet: click **Sample trajectory**.")
 with right:
     st.subheader(f"Returns G₀ of {stats['episodes']:,} episodes", anchor=False)
-    st.altair_chart(charts.returns_histogram(lab.returns, stats["exact"], stats["mean"]), width="stretch")
+    st.altair_chart(charts.returns_histogram(lab.returns, stats["exact"], stats["mean"], RETURN_RANGE), width="stretch")
     metrics = st.columns(4)
     metrics[0].metric("episodes", f"{stats['episodes']:,}")
     metrics[1].metric("exact V(s₀)", f"{stats['exact']:+.3f}")

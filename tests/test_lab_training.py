@@ -1,0 +1,49 @@
+"""Live training for the Evolution page: the worker process trains, reports every update, and stops on request."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from policygrad.errors import PolicygradError
+from policygrad.lab.training import LiveTraining
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _wait_for(job: LiveTraining, condition, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = job.poll()
+        if condition(state):
+            return state
+        time.sleep(0.2)
+    job.stop()
+    raise AssertionError(f"timed out; last state {job.poll()['status']}")
+
+
+def test_training_reports_every_update_then_finishes() -> None:
+    job = LiveTraining("a2c", total_steps=2_000, seed=0)
+    state = _wait_for(job, lambda s: s["status"] not in ("starting", "running"))
+    assert state["status"] == "finished", state["error"]
+    steps = [row["env_step"] for row in state["rows"]]
+    assert steps == sorted(steps) and steps[-1] >= 2_000 and len(steps) >= 10
+    assert state["progress"] == 1.0
+    assert all(row["update"] == i + 1 for i, row in enumerate(state["rows"]))
+
+
+def test_stop_ends_training_early() -> None:
+    job = LiveTraining("ppo", total_steps=500_000, seed=1)
+    _wait_for(job, lambda s: len(s["rows"]) >= 2)
+    job.stop()
+    state = _wait_for(job, lambda s: not job.running, timeout=60)
+    assert state["status"] == "stopped"
+    assert state["env_step"] < 500_000
+
+
+def test_bad_training_requests() -> None:
+    with pytest.raises(PolicygradError, match="unknown algorithm"):
+        LiveTraining("ppo2")
+    with pytest.raises(PolicygradError, match="training steps"):
+        LiveTraining("ppo", total_steps=10)
