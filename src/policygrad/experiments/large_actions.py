@@ -180,7 +180,8 @@ action tried.
 **Cost** (this machine, one thread): median {timing["ms_per_update_median"]:.1f} ms per update of {batch}
 samples — {timing["ms_sample_median"]:.1f} ms for the logits and sampling,
 {timing["ms_gradient_step_median"]:.1f} ms for the log-probabilities, loss, backward pass and step.
-Measured from {sizes[0]:,} to {sizes[-1]:,} actions ({costs} ms), the cost grows about linearly with
-the number of actions: the softmax over the logits, not the policy-gradient arithmetic, is the cost.
+Measured from {sizes[0]:,} to {sizes[-1]:,} actions ({costs} ms): fixed overheads dominate the small
+sizes, and from there on the cost grows at least in proportion to the number of actions — the softmax
+over the logits, not the policy-gradient arithmetic, is what costs.
 """
     return Report(fig, numbers, markdown, timing)
