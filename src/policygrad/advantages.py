@@ -57,25 +57,45 @@ def gae(
             f"gae: rewards {tuple(rewards.shape)}, values {tuple(values.shape)} and "
             f"next_values {tuple(next_values.shape)} must have the same (N, T) shape"
         )
+    if rewards.device.type == "cpu" and not (
+        rewards.requires_grad or values.requires_grad or next_values.requires_grad
+    ):
+        return _gae_numpy(rewards, values, next_values, terminated, done, gamma, lam)
     not_terminated = 1.0 - terminated.to(rewards.dtype)
     not_done = 1.0 - done.to(rewards.dtype)
     deltas = rewards + gamma * not_terminated * next_values - values
     decay = (gamma * lam) * not_done
     advantages = torch.empty_like(rewards)
-    if deltas.device.type == "cpu" and not deltas.requires_grad:
-        # The same recursion on numpy views: identical arithmetic, at a fraction of torch's per-op cost.
-        deltas_np, decay_np, out = deltas.numpy(), decay.detach().numpy(), advantages.numpy()
-        running_np = np.zeros_like(deltas_np[..., 0])
-        for t in range(rewards.shape[-1] - 1, -1, -1):
-            running_np = deltas_np[..., t] + decay_np[..., t] * running_np
-            out[..., t] = running_np
-        return advantages, advantages + values
     running = torch.zeros_like(rewards[..., 0])
     # Backward recursion over time, vectorised over the N rollouts.
     for t in range(rewards.shape[-1] - 1, -1, -1):
         running = deltas[..., t] + decay[..., t] * running
         advantages[..., t] = running
     return advantages, advantages + values
+
+
+def _gae_numpy(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    done: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gae` on numpy views of CPU tensors: the same arithmetic, op for op, at numpy's per-op cost."""
+    r, v, nv = rewards.numpy(), values.numpy(), next_values.numpy()
+    dtype = r.dtype.type
+    not_terminated = 1.0 - terminated.numpy().astype(r.dtype)
+    not_done = 1.0 - done.numpy().astype(r.dtype)
+    deltas = r + dtype(gamma) * not_terminated * nv - v
+    decay = dtype(gamma * lam) * not_done
+    advantages = np.empty_like(r)
+    running = np.zeros_like(r[..., 0])
+    for t in range(r.shape[-1] - 1, -1, -1):
+        running = deltas[..., t] + decay[..., t] * running
+        advantages[..., t] = running
+    return torch.from_numpy(advantages), torch.from_numpy(advantages + v)
 
 
 def returns_to_go(rewards: torch.Tensor, terminated: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -91,38 +91,62 @@ def _hidden_backward(grad: torch.Tensor, output: torch.Tensor, activation: str) 
 
 # ----- the rollout: one fused forward per vector step -------------------------------------------
 class FusedPolicy:
-    """A snapshot of the agent's weights laid out for batched inference.
+    """The agent's weights laid out for batched inference: one ``addmm`` per layer for both networks.
 
-    Layer 0 is one ``(obs, 2h)`` matrix (actor and critic side by side) and later layers
-    are block-diagonal, so each layer is a single ``addmm`` for both networks.
+    Layer 0 is one ``(obs, 2h)`` matrix (actor and critic side by side) and later layers are
+    block-diagonal. The blocks are views of the buffers, so :meth:`refresh` re-reads the
+    agent's parameters with a single copy.
     """
 
     def __init__(self, agent: Any) -> None:
         spec = agent.spec
         self.discrete, self.action_dim, self.activation = spec.discrete, spec.action_dim, spec.activation
-        actor, critic = _linears(agent.actor), _linears(agent.critic)
-        self.has_critic = bool(critic)
-        self.weights: list[torch.Tensor] = []
-        self.biases: list[torch.Tensor] = []
-        with torch.no_grad():
-            for i, layer in enumerate(actor):
-                if not critic:
-                    weight, bias = layer.weight, layer.bias
-                elif i == 0:
-                    weight, bias = torch.cat([layer.weight, critic[0].weight]), torch.cat([layer.bias, critic[0].bias])
-                else:
-                    weight = torch.block_diag(layer.weight, critic[i].weight)
-                    bias = torch.cat([layer.bias, critic[i].bias])
-                self.weights.append(weight.t().contiguous())
-                self.biases.append(bias.clone())
-            self.log_std = None if spec.discrete else agent.log_std.detach().clone()
-            self.std = None if spec.discrete else self.log_std.exp()
+        self.has_critic = spec.critic
+        nets = 2 if spec.critic else 1
+        sizes = [spec.obs_dim, *spec.hidden_sizes]
+        outs = [*spec.hidden_sizes, spec.action_dim]
+        self.weights, self.biases, views = [], [], []
+        for layer, (fan_in, fan_out) in enumerate(zip(sizes, outs, strict=True)):
+            first, last = layer == 0, layer == len(outs) - 1
+            rows = fan_in if first else nets * fan_in
+            cols = nets * fan_out if not last else fan_out + (1 if spec.critic else 0)
+            weight, bias = torch.zeros(rows, cols), torch.zeros(cols)
+            self.weights.append(weight)
+            self.biases.append(bias)
+            for net in range(nets):
+                r = slice(0, fan_in) if first else slice(net * fan_in, (net + 1) * fan_in)
+                c = (
+                    slice(net * fan_out, (net + 1) * fan_out)
+                    if not last
+                    else (slice(0, fan_out) if net == 0 else slice(fan_out, fan_out + 1))
+                )
+                views.append((net, weight[r, c].t(), bias[c]))
+        # In agent_parameters() order: actor (weight, bias) per layer, critic's, then log_std.
+        self.views = [v for net in range(nets) for n, w, b in views if n == net for v in (w, b)]
+        self.log_std = None if spec.discrete else torch.zeros(spec.action_dim)
+        if self.log_std is not None:
+            self.views.append(self.log_std)
+        self.std = None
+        self.width = max(cols for cols in (w.shape[1] for w in self.weights[:-1])) if len(self.weights) > 1 else 0
+
+    @torch.no_grad()
+    def refresh(self, params: list[torch.Tensor]) -> None:
+        """Copy the agent's current parameters in (``params`` in :func:`agent_parameters` order)."""
+        torch._foreach_copy_(self.views, params)
+        if self.log_std is not None:
+            self.std = self.log_std.exp()
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Policy outputs (B, action_dim) — logits or means — and values (B,) or None."""
         h = obs
+        small = obs.shape[0] * self.width < SIGMOID_TANH_MIN_ELEMENTS
         for weight, bias in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            h = _hidden(bias, h, weight, self.activation)
+            if self.activation == "relu":
+                h = torch.addmm(bias, h, weight).relu_()
+            elif small:
+                h = torch.addmm(bias, h, weight).tanh_()
+            else:  # tanh(x) = 2σ(2x) − 1, the doubling folded into the matmul
+                h = torch.addmm(bias, h, weight, beta=2.0, alpha=2.0).sigmoid_().mul_(2.0).sub_(1.0)
         out = torch.addmm(self.biases[-1], h, self.weights[-1])
         return out[:, : self.action_dim], (out[:, self.action_dim] if self.has_critic else None)
 
@@ -133,7 +157,7 @@ class FusedPolicy:
             log_probs_all = torch.log_softmax(out, dim=-1)
             cdf = log_probs_all.exp().cumsum_(-1)
             # Inverse-CDF sampling: the number of cdf entries <= u, clamped for rounding at the top.
-            actions = torch.searchsorted(cdf, noise.unsqueeze(-1).contiguous(), right=True).squeeze_(-1)
+            actions = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze_(-1)
             actions.clamp_(max=self.action_dim - 1)
             return actions, log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze_(-1), values
         actions = torch.addcmul(out, self.std, noise)
@@ -169,8 +193,11 @@ def policy(agent: Any) -> FusedPolicy | None:
     if cache.params is None:
         return None
     versions = tuple(p._version for p in cache.params)
-    if cache.policy is None or versions != cache.versions:
-        cache.policy, cache.versions = FusedPolicy(agent), versions
+    if versions != cache.versions:
+        if cache.policy is None:
+            cache.policy = FusedPolicy(agent)
+        cache.policy.refresh(cache.params)
+        cache.versions = versions
     return cache.policy
 
 

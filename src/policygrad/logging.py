@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,16 @@ def _format(value: Any) -> str:
 
 
 class MetricsLog:
-    """Appends one row per update to ``metrics.csv`` and to TensorBoard.
+    """Appends one row per update to ``metrics.csv``, and to TensorBoard at most every ``tensorboard_interval`` s.
 
+    The CSV holds every update. TensorBoard gets the latest row every ``tensorboard_interval``
+    seconds (and every row with an evaluation, and the last row): updates of A2C come a
+    thousand a second, and a TensorBoard event costs more than the update itself.
     On resume, :meth:`truncate` drops rows written after the checkpoint being resumed,
     so the file never holds duplicated or missing updates.
     """
+
+    tensorboard_interval = 0.1
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
         self.path = run_dir / "metrics.csv"
@@ -64,6 +70,8 @@ class MetricsLog:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
 
             self.tb = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+        self._tb_last = float("-inf")
+        self._tb_pending: dict[str, Any] | None = None
 
     @staticmethod
     def truncate(run_dir: Path, last_update: int) -> None:
@@ -83,21 +91,31 @@ class MetricsLog:
         self.writer.writerow({k: _format(row.get(k)) for k in COLUMNS})
         self.handle.flush()
         if self.tb is not None:
-            from tensorboard.compat.proto.summary_pb2 import Summary
+            now = time.monotonic()
+            if now - self._tb_last >= self.tensorboard_interval or row.get("eval_return_mean") is not None:
+                self._write_tensorboard(row)
+                self._tb_last, self._tb_pending = now, None
+            else:
+                self._tb_pending = row
 
-            values = [
-                Summary.Value(tag=f"train/{key}", simple_value=float(value))
-                for key, value in row.items()
-                if key not in ("update", "env_step")
-                and isinstance(value, (int, float))
-                and not (isinstance(value, float) and math.isnan(value))
-            ]
-            # One event per update holding every scalar: what add_scalar writes, at a tenth of its cost.
-            self.tb._get_file_writer().add_summary(Summary(value=values), int(row["env_step"]))
+    def _write_tensorboard(self, row: dict[str, Any]) -> None:
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [
+            Summary.Value(tag=f"train/{key}", simple_value=float(value))
+            for key, value in row.items()
+            if key not in ("update", "env_step")
+            and isinstance(value, (int, float))
+            and not (isinstance(value, float) and math.isnan(value))
+        ]
+        # One event per row holding every scalar: what add_scalar writes, at a tenth of its cost.
+        self.tb._get_file_writer().add_summary(Summary(value=values), int(row["env_step"]))
 
     def close(self) -> None:
         self.handle.close()
         if self.tb is not None:
+            if self._tb_pending is not None:
+                self._write_tensorboard(self._tb_pending)
             self.tb.close()
 
 

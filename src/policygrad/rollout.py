@@ -241,7 +241,7 @@ class RolloutCollector:
 
     def mean_recent_return(self) -> float:
         """Mean raw return of the last completed episodes (NaN before the first)."""
-        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+        return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else float("nan")
 
     # ----- resume ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
