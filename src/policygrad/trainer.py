@@ -202,6 +202,8 @@ class Trainer:
         cfg, counters = self.cfg, self.counters
         progress = make_progress(self.quiet)
         stop_reason = "budget"
+        if self.update == 0:
+            self._save()  # the starting point is a checkpoint too: any failure can resume from it
         last_saved = self.update
         try:
             with progress:
