@@ -45,6 +45,9 @@ class PretrainConfig:
     n_heads: int = _checked(4, _positive, "> 0", "attention heads")
     d_ff: int = _checked(128, _positive, "> 0", "MLP hidden width")
     eval_prompts: int = _checked(512, _positive, "> 0", "prompts sampled to measure the reference's reward")
+    max_seconds: float | None = _checked(
+        None, lambda v: v is None or v > 0, "> 0 or none", "also stop after this many seconds (the schedule follows)"
+    )
     threads: int = _checked(1, _positive, "> 0", "torch CPU threads")
 
     def __post_init__(self) -> None:
@@ -61,12 +64,12 @@ class PretrainConfig:
         )
 
 
-def learning_rate_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 10 % of the peak."""
+def learning_rate_at(step: int, cfg: PretrainConfig, time_progress: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak over the steps (or the time budget, if nearer)."""
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * progress)))
+    progress = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_progress)
+    return cfg.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def pretrain(
@@ -82,12 +85,16 @@ def pretrain(
     prompt_length = task.prompt_length
     start = time.perf_counter()
     loss_value = float("nan")
+    done = 0
     progress = make_progress(quiet)
     with progress:
         bar = progress.add_task(f"pretrain {task_name}", total=cfg.steps)
         for step in range(cfg.steps):
+            time_progress = (time.perf_counter() - start) / cfg.max_seconds if cfg.max_seconds else 0.0
+            if time_progress >= 1.0:
+                break
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate_at(step, cfg)
+                group["lr"] = learning_rate_at(step, cfg, time_progress)
             sequences = task.corpus(cfg.batch_size, generator)
             logits = model(sequences[:, :-1]).logits[:, prompt_length - 1 :]
             targets = sequences[:, prompt_length:]
@@ -99,6 +106,7 @@ def pretrain(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             loss_value = loss.item()
+            done = step + 1
             if step % 25 == 0 or step == cfg.steps - 1:
                 elapsed = time.perf_counter() - start
                 progress.update(bar, completed=step + 1, sps=(step + 1) / max(elapsed, 1e-9), ret=-loss_value)
@@ -107,6 +115,7 @@ def pretrain(
         "task": task_name,
         "pretrain_seconds": seconds,
         "final_loss": loss_value,
+        "steps": done,
         **evaluate_model(model, task, cfg),
     }
     stats["parameters"] = model.num_parameters()

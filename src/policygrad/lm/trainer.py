@@ -106,7 +106,10 @@ class LMTrainer:
         ref_dir = run_dir / REFERENCE_DIR
         if reference is None:
             self._say(f"no --ref given: pretraining a reference for '{cfg.task}' into {ref_dir}")
-            _, stats = pretrain(cfg.task, PretrainConfig(seed=cfg.seed, vocab_size=vocab_size), ref_dir, quiet)
+            # pretraining gets at most 40 % of a time budget (it needs far less on an idle machine)
+            budget = 0.4 * cfg.max_train_seconds if cfg.max_train_seconds is not None else None
+            pre_cfg = PretrainConfig(seed=cfg.seed, vocab_size=vocab_size, max_seconds=budget)
+            _, stats = pretrain(cfg.task, pre_cfg, ref_dir, quiet)
             self.counters["pretrain_seconds"] = stats["pretrain_seconds"]
             ref_path = ref_dir
         elif is_hf_model(reference):
