@@ -141,6 +141,8 @@ def _click(page: sync_api.Page, label: str) -> None:
     page.get_by_role("button", name=label, exact=True).click()
     page.wait_for_timeout(150)
     _idle(page)
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, f"after {label!r}: {errors.first.inner_text()[:500]}"
 
 
 def _type(page: sync_api.Page, label: str, value: str) -> None:
@@ -248,6 +250,10 @@ def test_evolution_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
     _snap(page, shots / "evolution-training.png")
     _click(page, "Stop training")
     _text(page, "A2C stopped after", timeout_ms=60_000)
+    page.get_by_role("button", name="Stop training", exact=True).wait_for(state="detached")
+    _idle(page)
+    assert page.locator("[data-testid='stVegaLiteChart']").count() == 2  # the graph and one training curve
+    assert page.get_by_role("button", name="Train A2C", exact=True).is_enabled()
     _snap(page, shots / "evolution.png")
 
 

@@ -174,9 +174,7 @@ def gradient_scatter(
     return alt.layer(*layers).properties(width=size, height=size)
 
 
-def learning_curves(
-    curves: np.ndarray, title: str, best: float, color: str, y_domain: Sequence[float]
-) -> alt.LayerChart:
+def learning_curves(curves: np.ndarray, best: float, color: str, y_domain: Sequence[float]) -> alt.LayerChart:
     """One thin line per seed of J(θ) (seeds, pulls + 1), their mean thick, the best possible dotted."""
     seeds, length = curves.shape
     step = max(1, length // 300)  # at most ~300 points per line keeps the page light
@@ -184,12 +182,12 @@ def learning_curves(
     rows = [{"pull": int(p), "seed": f"seed {s}", "J": float(curves[s, p])} for s in range(seeds) for p in pulls]
     data = pd.DataFrame(rows)
     x = alt.X("pull:Q", title="pull")
-    y = alt.Y("J:Q", title="expected reward J(θ)", scale=alt.Scale(domain=list(y_domain)))
+    y = alt.Y("J:Q", title="J(θ)", scale=alt.Scale(domain=list(y_domain)))
     thin = alt.Chart(data).mark_line(opacity=0.35, strokeWidth=1, color=color).encode(x=x, y=y, detail="seed:N")
     mean = pd.DataFrame({"pull": pulls, "J": curves[:, pulls].mean(0)})
     thick = alt.Chart(mean).mark_line(strokeWidth=3, color=color).encode(x=x, y=y)
     top = alt.Chart(pd.DataFrame({"J": [best]})).mark_rule(strokeDash=[4, 4], color="gray").encode(y="J:Q")
-    return (thin + thick + top).properties(title=title, height=280)
+    return (thin + thick + top).properties(height=280)
 
 
 def advantage_bars(

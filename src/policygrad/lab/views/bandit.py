@@ -91,7 +91,7 @@ if lab.history:
                 "arm": ARMS[p.arm],
                 "chosen by": p.chosen_by,
                 "reward": p.reward,
-                f"π({ARMS[p.arm]}) after": p.probs_after[p.arm],
+                "π(arm) after": p.probs_after[p.arm],
             }
             for p in reversed(lab.history[-200:])
         ]
@@ -100,7 +100,10 @@ if lab.history:
         recent,
         hide_index=True,
         height=240,
-        column_config={"reward": st.column_config.NumberColumn(format="%+.2f")},
+        column_config={
+            "reward": st.column_config.NumberColumn(format="%+.2f"),
+            "π(arm) after": st.column_config.NumberColumn(format="percent"),
+        },
         width="stretch",
     )
     average = lab.average_rewards()

@@ -61,11 +61,9 @@ else:
     columns = st.columns(2, gap="large")
     colors = {"no baseline": charts.COLORS["reinforce"], "with baseline": charts.COLORS["actor-critic"]}
     for column, label in zip(columns, LABELS, strict=True):
+        column.markdown(f"**{label}** — {result.seeds} seeds (thin), their mean (thick), the best arm (dotted)")
         column.altair_chart(
-            charts.learning_curves(
-                result.curves[label], f"{label} ({result.seeds} seeds)", max(MEANS), colors[label], domain
-            ),
-            width="stretch",
+            charts.learning_curves(result.curves[label], max(MEANS), colors[label], domain), width="stretch"
         )
     final = result.final()
     for column, label in zip(columns, LABELS, strict=True):

@@ -64,6 +64,10 @@ def _live() -> None:
         st.caption("Press **Train** to train this step on CartPole-v1; the curve updates while it runs.")
         return
     state = job.poll()
+    if not job.running and st.session_state.get("evolution_was_running"):
+        st.session_state["evolution_was_running"] = False
+        st.rerun()  # training ended: draw the whole page again, without polling
+    st.session_state["evolution_was_running"] = job.running
     title = TITLES[job.algo]
     if job.running:
         if st.button("Stop training", key="evolution_stop", icon=":material/stop:", width="content"):
@@ -84,10 +88,6 @@ def _live() -> None:
             icon=":material/check_circle:",
         )
     st.altair_chart(charts.training_curve(state["rows"], charts.COLORS[job.algo], job.total_steps), width="stretch")
-    if not job.running and st.session_state.get("evolution_was_running"):
-        st.session_state["evolution_was_running"] = False
-        st.rerun()  # back to a page that does not poll
-    st.session_state["evolution_was_running"] = job.running
 
 
 with detail_col:

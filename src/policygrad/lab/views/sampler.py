@@ -63,10 +63,11 @@ with right:
     metrics = st.columns(4)
     metrics[0].metric("episodes", f"{stats['episodes']:,}")
     metrics[1].metric("exact V(s₀)", f"{stats['exact']:+.3f}")
-    metrics[2].metric(
-        "mean G₀ ± s.e.",
-        "–"
-        if math.isnan(stats["mean"])
-        else f"{stats['mean']:+.3f}" + ("" if math.isnan(stats["std_error"]) else f" ± {stats['std_error']:.3f}"),
-    )
+    metrics[2].metric("mean of G₀", "–" if math.isnan(stats["mean"]) else f"{stats['mean']:+.3f}")
     metrics[3].metric("std of one G₀", "–" if math.isnan(stats["std"]) else f"{stats['std']:.3f}")
+    if not math.isnan(stats["std_error"]):
+        z = (stats["mean"] - stats["exact"]) / stats["std_error"]
+        st.caption(
+            f"Standard error of the mean {stats['std_error']:.4f}: the mean is {abs(z):.1f} standard errors from "
+            f"the exact value (unbiased), while one return alone is off by {stats['std']:.2f} on average."
+        )
