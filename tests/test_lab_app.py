@@ -159,7 +159,7 @@ def test_scatter_samples_statistics_and_reset() -> None:
 
 def test_baseline_simulation_shows_lower_variance_with_the_baseline() -> None:
     app = _page("baseline")
-    assert app.session_state["lab.baseline"] is None if "lab.baseline" in app.session_state else True
+    assert "lab.baseline" not in app.session_state
     app.number_input(key="baseline_seeds").set_value(0).run()
     app.button(key="baseline_run").click().run()
     _no_traceback(app)

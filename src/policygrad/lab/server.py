@@ -66,12 +66,10 @@ def warm_up() -> None:
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
     """Run the lab until interrupted (Ctrl-C). Raises PolicygradError for a port in use."""
     check_port(host, port)
-    from streamlit import config
     from streamlit.web import bootstrap
 
     warm_up()
-    options = flag_options(host, port)
-    for name, value in options.items():
-        config.set_option(name, value, where_defined="policygrad lab")
-    bootstrap.load_config_options(flag_options={name.replace(".", "_"): value for name, value in options.items()})
-    bootstrap.run(str(APP), False, [], {})
+    # As `streamlit run app.py --server.port …` does: the options as command-line flags, then run.
+    options = {name.replace(".", "_"): value for name, value in flag_options(host, port).items()}
+    bootstrap.load_config_options(flag_options=options)
+    bootstrap.run(str(APP), False, [], options)

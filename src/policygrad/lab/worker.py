@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ def train(algo: str, total_steps: int, seed: int, run_dir: Path, parent_pid: int
         _say({"row": {key: row.get(key) for key in FIELDS}})
         return stop_path.exists() or os.getppid() != parent_pid  # asked to stop, or the lab is gone
 
-    _, history = trainer.run(on_update=on_update)
+    try:
+        _, history = trainer.run(on_update=on_update)
+    finally:
+        shutil.rmtree(run_dir / "run", ignore_errors=True)  # a demonstration run: nothing to keep
     return "budget" if history and history[-1]["env_step"] >= total_steps else "stopped"
 
 

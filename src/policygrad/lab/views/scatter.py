@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from policygrad.lab import charts, ui
@@ -28,15 +29,18 @@ if one:
 if ten:
     ui.attempt(lab.sample, 10)
 
+
+def vector(v: np.ndarray | None) -> str:
+    """(+0.71, -0.71), or a dash before the first sample."""
+    return "–" if v is None else f"({v[0]:+.2f}, {v[1]:+.2f})"
+
+
 stats = lab.statistics()
 left, right = st.columns([3, 2], gap="large")
 with left:
     st.altair_chart(charts.gradient_scatter(lab.samples, lab.mean, lab.exact), width="content")
 with right:
     st.subheader("Statistics", anchor=False)
-
-    def vector(v: object) -> str:
-        return "–" if v is None else f"({v[0]:+.2f}, {v[1]:+.2f})"  # type: ignore[index]
 
     top = st.columns(2)
     top[0].metric("samples", f"{stats['samples']:,}")
