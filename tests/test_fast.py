@@ -56,13 +56,16 @@ def fused_grads(fused):
 def test_fused_forward_matches_the_modules(discrete, activation, size):
     agent = make_agent(discrete, activation=activation)
     obs = batch(agent, size)[0]
-    fused, params = fast.learner(agent, torch.optim.Adam(agent.parameters()))
-    fused.begin(params, torch.optim.Adam(params))
+    optimizer = torch.optim.Adam(agent.parameters())
+    fused, params = fast.learner(agent, optimizer)
+    fused.begin(params, optimizer)
     out, _ = fused.forward(obs)
     with torch.no_grad():
         torch.testing.assert_close(out[0].t(), agent.actor(obs), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(out[1, 0], agent.value(obs), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(fast.policy(agent).forward(obs)[0], agent.actor(obs), atol=1e-5, rtol=1e-5)
+        logits, values = fast.policy(agent).infer(obs)
+        torch.testing.assert_close(logits, agent.actor(obs), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values, agent.value(obs), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("discrete", [True, False])
@@ -280,3 +283,56 @@ def test_a_training_run_does_not_import_the_compiler_stack(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False"
+
+
+def test_parameters_are_views_of_the_flat_buffer_and_survive_copies():
+    import copy
+    import io
+
+    agent = make_agent(True)
+    obs, noise = batch(agent, 16)[0], torch.rand(16)
+    fused = fast.policy(agent)
+    assert fused.owns(fast.agent_parameters(agent))
+    with torch.no_grad():
+        expected = agent.sample(obs, noise)
+        twin = copy.deepcopy(agent)  # independent parameters, its own buffer
+        buffer = io.BytesIO()
+        torch.save(agent, buffer)
+        buffer.seek(0)
+        loaded = torch.load(buffer, weights_only=False)
+        for other in (twin, loaded):
+            for got, want in zip(other.sample(obs, noise), expected, strict=True):
+                assert torch.equal(got, want)
+        twin.actor[0].weight.add_(1.0)
+        assert torch.equal(agent.sample(obs, noise)[1], expected[1])
+        assert not torch.equal(twin.sample(obs, noise)[1], expected[1])
+        # Writes through .data bypass version counters: invalidate() makes the rollout re-read.
+        agent.actor[0].weight.data.mul_(2.0)
+        fast.invalidate(agent)
+        torch.testing.assert_close(agent.sample(obs, noise)[2], agent.value(obs))
+        torch.testing.assert_close(
+            agent.sample(obs, noise)[1], agent.distribution(obs).log_prob(agent.sample(obs, noise)[0])
+        )
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_sampling_after_an_update_uses_the_new_weights(fused):
+    from policygrad.optim import Adam
+
+    agent = make_agent(True, obs_dim=4, actions=2)
+    envs, _ = make_envs("CartPole-v1", 4, "sync")
+    cfg = build_config(
+        ppo.Config, dict(num_envs=4, rollout_steps=16, minibatch_size=16, learning_rate=0.05, fused=fused)
+    )
+    optimizer = Adam(agent.parameters(), lr=cfg.learning_rate)
+    collector = RolloutCollector(envs, agent, seed=0)
+    collector.reset(list(range(4)))
+    obs, noise = batch(agent, 32)[0][:, :4], torch.rand(32)
+    with torch.no_grad():
+        before = agent.sample(obs, noise)[1]
+    ppo.update(agent, optimizer, collector.collect(16, 0), cfg, 0)
+    with torch.no_grad():
+        actions, log_probs, values = agent.sample(obs, noise)
+        assert not torch.equal(log_probs, before)
+        torch.testing.assert_close(log_probs, agent.distribution(obs).log_prob(actions), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(values, agent.value(obs), atol=1e-5, rtol=1e-5)

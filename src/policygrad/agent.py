@@ -57,6 +57,10 @@ class AgentSpec:
         return cls(**data)
 
 
+def _parameters_loaded(agent: nn.Module, incompatible_keys: Any) -> None:
+    fast.invalidate(agent)  # a module-level function (not a lambda), so that agents pickle
+
+
 class Agent(nn.Module):
     """Actor (and optional critic) MLPs over flat observations."""
 
@@ -71,7 +75,7 @@ class Agent(nn.Module):
         self.register_buffer("obs_mean", torch.zeros(spec.obs_dim, dtype=torch.float64))
         self.register_buffer("obs_var", torch.ones(spec.obs_dim, dtype=torch.float64))
         # The fused hot paths (policygrad.fast) cache a layout of the parameters: drop it when they are replaced.
-        self.register_load_state_dict_post_hook(lambda module, _keys: fast.invalidate(module))
+        self.register_load_state_dict_post_hook(_parameters_loaded)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Agent:  # .to(), .double(), ... replace the tensors
         fast.invalidate(self)
@@ -106,7 +110,7 @@ class Agent(nn.Module):
         noise: (B,) uniforms in [0, 1) for discrete actions (inverse-CDF sampling), or
         (B, action_dim) standard normals for boxes. Returns actions, log-probs, values.
 
-        Actor and critic run as one fused forward (:class:`policygrad.fast.FusedPolicy`, the
+        Actor and critic run as one fused forward (:class:`policygrad.fast.FusedAgent`, the
         same numbers up to float rounding) where the architecture allows; otherwise as below.
         """
         fused = fast.policy(self)

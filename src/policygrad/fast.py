@@ -5,25 +5,26 @@ eager torch op costs microseconds of fixed overhead whatever its size, and one a
 forward/backward + per-network clipping + Adam step is about 150 of them. This module
 computes the same mathematics in about 45:
 
-- actor and critic are evaluated together: at every layer their weights form one
-  (2, out, in) tensor and one ``baddbmm`` evaluates both networks (the critic's
-  1-unit head is zero-padded to the actor's width);
+- the agent's parameters live in one flat buffer — the ``nn.Parameter`` s are views of
+  it, so the module, its ``state_dict`` and autograd see nothing unusual — laid out so
+  that at every layer the actor's and the critic's weights form one (2, out, in) tensor,
+  and one ``baddbmm`` evaluates both networks (the critic's 1-unit head is zero-padded
+  to the actor's width);
 - the backward pass is written out — the chain rule through the MLPs, the clipped
   surrogate, the value loss and the entropy — instead of recorded by autograd;
-- parameters, gradients and Adam's moments live in flat (2, M) buffers (row 0 the
-  actor, row 1 the critic), so per-network clipping is one norm and Adam is six
-  elementwise ops;
+- gradients and Adam's moments are flat buffers too (the optimiser's state tensors are
+  views of them), so per-network clipping is one matrix-vector product and Adam one
+  fused kernel;
 - tanh, unusually slow in float32 on some CPUs, is computed as 2σ(2x) − 1 on large
   batches (the same function up to float32 rounding).
 
 The reference is the autograd path it replaces: :func:`policygrad.algorithms.ppo.update`
 and :func:`policygrad.algorithms.common.actor_critic_update` with ``fused=False`` use
-autograd and ``torch.optim.Adam``, and ``tests/test_fast.py`` checks that both agree up
-to float rounding (losses and gradients against autograd, parameters after whole updates,
-sampled actions against the distributions API). The agent's parameters and the Adam
-state stay the source of truth: an update copies them into the flat buffers, steps there,
-and copies them back, so checkpoints, exact resume and the reference path see an
-ordinary ``nn.Module`` and an ordinary ``torch.optim.Adam``.
+autograd and the optimiser's own ``step``, and ``tests/test_fast.py`` checks that both
+agree up to float rounding (losses and gradients against autograd, parameters after
+whole updates, sampled actions against the distributions API). Both paths read and
+write the same parameters and optimiser state, so they can alternate within a run, and
+checkpoints and exact resume are unaffected.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 
 from policygrad.errors import NonFiniteLossError
 from policygrad.optim import Adam
@@ -53,6 +55,7 @@ def agent_parameters(agent: Any) -> list[nn.Parameter] | None:
     """The agent's parameters in fused-layout order, or None if the fused path cannot serve it.
 
     Served: policygrad's MLP agents with tanh or ReLU, float32 on CPU, every parameter trained.
+    Order: the actor's (weight, bias) per layer, the critic's, then ``log_std``.
     """
     spec = getattr(agent, "spec", None)
     if spec is None or spec.activation not in ACTIVATIONS:
@@ -71,219 +74,98 @@ def agent_parameters(agent: Any) -> list[nn.Parameter] | None:
     return params
 
 
-def _hidden(bias: torch.Tensor, left: torch.Tensor, right: torch.Tensor, activation: str) -> torch.Tensor:
-    """activation(bias + left @ right): ``addmm`` for matrices, ``baddbmm`` for stacks of them."""
-    op = torch.addmm if left.dim() == 2 else torch.baddbmm
+def _activate(x: torch.Tensor, activation: str, doubled: bool) -> torch.Tensor:
+    """The activation, in place on a fresh pre-activation (computed doubled when tanh goes through σ)."""
     if activation == "relu":
-        return op(bias, left, right).relu_()
-    if left.numel() // left.shape[-1] * right.shape[-1] < SIGMOID_TANH_MIN_ELEMENTS:
-        return op(bias, left, right).tanh_()
-    # tanh(x) = 2σ(2x) − 1, with the doubling folded into the matmul.
-    return op(bias, left, right, beta=2.0, alpha=2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        return x.relu_()
+    if doubled:  # tanh(x) = 2σ(2x) − 1
+        return x.sigmoid_().mul_(2.0).sub_(1.0)
+    return x.tanh_()
 
 
-def _hidden_backward(grad: torch.Tensor, output: torch.Tensor, activation: str) -> torch.Tensor:
+def _activation_backward(grad: torch.Tensor, output: torch.Tensor, activation: str) -> torch.Tensor:
     """The gradient through the activation, from its output: (1 − y²) for tanh, [y > 0] for ReLU."""
     if activation == "relu":
         return torch.ops.aten.threshold_backward(grad, output, 0.0)
     return torch.ops.aten.tanh_backward(grad, output)
 
 
-# ----- the rollout: one fused forward per vector step -------------------------------------------
-class FusedPolicy:
-    """The agent's weights laid out for batched inference: one ``addmm`` per layer for both networks.
+class FusedAgent:
+    """An agent's parameters in one flat buffer, and the fused hot paths that use it.
 
-    Layer 0 is one ``(obs, 2h)`` matrix (actor and critic side by side) and later layers are
-    block-diagonal. The blocks are views of the buffers, so :meth:`refresh` re-reads the
-    agent's parameters with a single copy.
-    """
+    G is 2 networks with a critic (actor, critic), else 1. Each piece is a contiguous view:
 
-    def __init__(self, agent: Any) -> None:
-        spec = agent.spec
-        self.discrete, self.action_dim, self.activation = spec.discrete, spec.action_dim, spec.activation
-        self.has_critic = spec.critic
-        nets = 2 if spec.critic else 1
-        sizes = [spec.obs_dim, *spec.hidden_sizes]
-        outs = [*spec.hidden_sizes, spec.action_dim]
-        self.weights, self.biases, views = [], [], []
-        for layer, (fan_in, fan_out) in enumerate(zip(sizes, outs, strict=True)):
-            first, last = layer == 0, layer == len(outs) - 1
-            rows = fan_in if first else nets * fan_in
-            cols = nets * fan_out if not last else fan_out + (1 if spec.critic else 0)
-            weight, bias = torch.zeros(rows, cols), torch.zeros(cols)
-            self.weights.append(weight)
-            self.biases.append(bias)
-            for net in range(nets):
-                r = slice(0, fan_in) if first else slice(net * fan_in, (net + 1) * fan_in)
-                c = (
-                    slice(net * fan_out, (net + 1) * fan_out)
-                    if not last
-                    else (slice(0, fan_out) if net == 0 else slice(fan_out, fan_out + 1))
-                )
-                views.append((net, weight[r, c].t(), bias[c]))
-        # In agent_parameters() order: actor (weight, bias) per layer, critic's, then log_std.
-        self.views = [v for net in range(nets) for n, w, b in views if n == net for v in (w, b)]
-        self.log_std = None if spec.discrete else torch.zeros(spec.action_dim)
-        if self.log_std is not None:
-            self.views.append(self.log_std)
-        self.std = None
-        self.width = max(cols for cols in (w.shape[1] for w in self.weights[:-1])) if len(self.weights) > 1 else 0
-
-    @torch.no_grad()
-    def refresh(self, params: list[torch.Tensor]) -> None:
-        """Copy the agent's current parameters in (``params`` in :func:`agent_parameters` order)."""
-        torch._foreach_copy_(self.views, params)
-        if self.log_std is not None:
-            self.std = self.log_std.exp()
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Policy outputs (B, action_dim) — logits or means — and values (B,) or None."""
-        h = obs
-        small = obs.shape[0] * self.width < SIGMOID_TANH_MIN_ELEMENTS
-        for weight, bias in zip(self.weights[:-1], self.biases[:-1], strict=True):
-            if self.activation == "relu":
-                h = torch.addmm(bias, h, weight).relu_()
-            elif small:
-                h = torch.addmm(bias, h, weight).tanh_()
-            else:  # tanh(x) = 2σ(2x) − 1, the doubling folded into the matmul
-                h = torch.addmm(bias, h, weight, beta=2.0, alpha=2.0).sigmoid_().mul_(2.0).sub_(1.0)
-        out = torch.addmm(self.biases[-1], h, self.weights[-1])
-        return out[:, : self.action_dim], (out[:, self.action_dim] if self.has_critic else None)
-
-    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Actions, log-probs and values from pre-drawn noise (see :meth:`Agent.sample`)."""
-        out, values = self.forward(obs)
-        if self.discrete:
-            log_probs_all = torch.log_softmax(out, dim=-1)
-            cdf = log_probs_all.exp().cumsum_(-1)
-            # Inverse-CDF sampling: the number of cdf entries <= u, clamped for rounding at the top.
-            actions = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze_(-1)
-            actions.clamp_(max=self.action_dim - 1)
-            return actions, log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze_(-1), values
-        actions = torch.addcmul(out, self.std, noise)
-        log_probs = (noise.square().mul_(-0.5) - (self.log_std + LOG_SQRT_2PI)).sum(-1)
-        return actions, log_probs, values
-
-
-@dataclass
-class _Cache:
-    """Per-agent state of the fused paths, dropped by :func:`invalidate`."""
-
-    params: list[nn.Parameter] | None
-    versions: tuple[int, ...] = ()
-    policy: FusedPolicy | None = None
-    learner: FusedLearner | None = None
-
-
-def _cache(agent: Any) -> _Cache:
-    cache = agent.__dict__.get("_fused_cache")
-    if cache is None:
-        cache = _Cache(agent_parameters(agent))
-        agent.__dict__["_fused_cache"] = cache
-    return cache
-
-
-def policy(agent: Any) -> FusedPolicy | None:
-    """The agent's inference snapshot (None if the fused path cannot serve this agent).
-
-    Rebuilt whenever a parameter was modified in place (optimiser steps, ``load_state_dict``)
-    — the key is the parameters' version counters, so a rollout of T steps builds it once.
-    """
-    cache = _cache(agent)
-    if cache.params is None:
-        return None
-    versions = tuple(p._version for p in cache.params)
-    if versions != cache.versions:
-        if cache.policy is None:
-            cache.policy = FusedPolicy(agent)
-        cache.policy.refresh(cache.params)
-        cache.versions = versions
-    return cache.policy
-
-
-def invalidate(agent: Any) -> None:
-    """Forget the cached layout (after parameters were replaced, moved or cast)."""
-    agent.__dict__["_fused_cache"] = None
-
-
-# ----- the update: flat parameters, a written-out backward, fused Adam ------------------------
-class FusedLearner:
-    """One flat buffer each for the parameters, gradients and Adam moments of an agent.
-
-    Activations are feature-major — (G, features, B), G = 2 networks with a critic, else 1 —
-    so that every matmul has a wide output (CPU BLAS is slow on outputs a few columns wide).
-    Layout of the buffer, each piece a contiguous view:
-
-    =============  =================  ===============================================
-    piece          shape              holds
-    =============  =================  ===============================================
-    layer 0        (obs, G·h₁)        both networks' first weights, transposed
+    =============  =============  =================================================
+    piece          shape          holds
+    =============  =============  =================================================
+    layer 0        (G·h₁, obs)    the actor's first weight, then the critic's
     its bias       (G·h₁,)
-    layer l ≥ 1    (G, out, in)       one (out, in) weight per network
+    layer l ≥ 1    (G, out, in)   one (out, in) weight per network
     its bias       (G, out)
-    output layer   (G, A, h_L)        the critic's single unit in row 0 of its block
-    log_std        (A,)               Gaussian policies only
-    =============  =================  ===============================================
+    output layer   (G, A, h_L)    the critic's single unit in row 0 of its block
+    its bias       (G, A)
+    log_std        (A,)           Gaussian policies only
+    =============  =============  =================================================
+
+    The rollout evaluates batch-major (activations (G, B, h)); the update feature-major
+    ((G, h, B)), so that every matmul of the backward pass has a wide output — CPU BLAS is
+    slow on outputs a few columns wide.
     """
 
     def __init__(self, agent: Any) -> None:
         spec = agent.spec
         self.discrete, self.action_dim, self.activation = spec.discrete, spec.action_dim, spec.activation
-        g = self.groups = 2 if spec.critic else 1
-        sizes = [spec.obs_dim, *spec.hidden_sizes, spec.action_dim]
-        self.size = sizes[0] * g * sizes[1] + g * sizes[1]
+        self.groups = 2 if spec.critic else 1
+        self.sizes = [spec.obs_dim, *spec.hidden_sizes, spec.action_dim]
+        g, sizes = self.groups, self.sizes
+        self.size = g * (sizes[1] * sizes[0] + sizes[1])
         self.size += sum(g * (o * i + o) for i, o in zip(sizes[1:-1], sizes[2:], strict=True))
         self.size += 0 if spec.discrete else spec.action_dim
-        self.params, self.grad = torch.zeros(self.size), torch.zeros(self.size)
-        self.exp_avg, self.exp_avg_sq = torch.zeros(self.size), torch.zeros(self.size)
-        self.sizes = sizes
+        self.params = torch.zeros(self.size)
         self.weights, self.biases = self._pieces(self.params)
-        self.grad_weights, self.grad_biases = self._pieces(self.grad)
-        self.biases = [b.unsqueeze(-1) for b in self.biases]
         self.log_std = self.params[-spec.action_dim :] if not spec.discrete else None
-        self.grad_log_std = self.grad[-spec.action_dim :] if not spec.discrete else None
         self.param_views = self._param_views(self.params)
-        self.exp_avg_views = self._param_views(self.exp_avg)
-        self.exp_avg_sq_views = self._param_views(self.exp_avg_sq)
-        # segments[g] is 1 on network g's entries: per-network squared norms are one matrix-vector product.
-        self.segments = torch.zeros(g, self.size)
-        for row in range(g):
-            for view, net in zip(self._param_views(self.segments[row]), self._nets(), strict=True):
-                if net == row:
-                    view.fill_(1.0)
-        self.step_tensor = torch.zeros(())
-        self.agent_params: list[nn.Parameter] = []
-        self.states: list[dict[str, Any]] = []
-        self.steps = 0
+        self.width = g * max(spec.hidden_sizes)
+        # The rollout's weights, batch-major: layer 0 as (obs, G·h₁), later layers block-diagonal
+        # (G·in, G·out), so each layer is one addmm for both networks. Copied from the buffer by
+        # refresh() whenever the parameters changed; the biases are views of the buffer.
+        self.rollout_weights = [torch.zeros(sizes[0], g * sizes[1])]
+        self.rollout_blocks = []
+        for fan_in, fan_out in zip(sizes[1:-1], sizes[2:], strict=True):
+            block_diagonal = torch.zeros(g * fan_in, g * fan_out)
+            self.rollout_weights.append(block_diagonal)
+            # The (G, in, out) diagonal blocks, as a view.
+            self.rollout_blocks.append(
+                block_diagonal.view(g, fan_in, g, fan_out).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
+            )
+        self.rollout_biases = [b.reshape(-1) for b in self.biases]
+        self.versions: tuple[int, ...] = ()
+        # Feature-major views for the update: (G·h₁, 1) and (G, out, 1) biases.
+        self.bias_cols = [b.unsqueeze(-1) for b in self.biases]
+        self.grad: torch.Tensor | None = None  # the update's buffers, allocated on first use
 
     def _pieces(self, buffer: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        g, sizes = self.groups, self.sizes
-        weights, biases, offset = [], [], 0
+        g, sizes, offset = self.groups, self.sizes, 0
 
         def take(n: int) -> torch.Tensor:
             nonlocal offset
             offset += n
             return buffer[offset - n : offset]
 
-        weights.append(take(sizes[0] * g * sizes[1]).view(sizes[0], g * sizes[1]))
-        biases.append(take(g * sizes[1]))
+        weights = [take(g * sizes[1] * sizes[0]).view(g * sizes[1], sizes[0])]
+        biases = [take(g * sizes[1])]
         for fan_in, fan_out in zip(sizes[1:-1], sizes[2:], strict=True):
             weights.append(take(g * fan_out * fan_in).view(g, fan_out, fan_in))
             biases.append(take(g * fan_out).view(g, fan_out))
         return weights, biases
 
-    def _nets(self) -> list[int]:
-        """The network (0 actor, 1 critic) of each entry of :meth:`_param_views`."""
-        per_net = 2 * (len(self.sizes) - 1)
-        return [0] * per_net + [1] * (per_net if self.groups == 2 else 0) + ([] if self.discrete else [0])
-
     def _param_views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
-        """Views of ``buffer`` shaped like the agent's parameters, in :func:`agent_parameters` order."""
+        """Contiguous views of ``buffer`` shaped like the agent's parameters, in :func:`agent_parameters` order."""
         weights, biases = self._pieces(buffer)
         h = self.sizes[1]
         out = []
         for net in range(self.groups):
-            out += [weights[0][:, net * h : (net + 1) * h].t(), biases[0][net * h : (net + 1) * h]]
+            out += [weights[0][net * h : (net + 1) * h], biases[0][net * h : (net + 1) * h]]
             for layer, (w, b) in enumerate(zip(weights[1:], biases[1:], strict=True)):
                 rows = 1 if net == 1 and layer == len(weights) - 2 else w.shape[1]  # the critic's 1-unit head
                 out += [w[net, :rows], b[net, :rows]]
@@ -291,43 +173,148 @@ class FusedLearner:
             out.append(buffer[-self.action_dim :])
         return out
 
-    # ----- bracket an update: copy in, step, copy out ----------------------------------------
-    def begin(self, agent_params: list[nn.Parameter], optimizer: torch.optim.Adam) -> None:
-        """Copy the parameters and Adam's state into the flat buffers."""
+    # ----- the parameters are views of the buffer ----------------------------------------------
+    def owns(self, params: list[nn.Parameter]) -> bool:
+        """Whether every parameter is (still) its view of the flat buffer."""
+        return all(p.data_ptr() == v.data_ptr() for p, v in zip(params, self.param_views, strict=True))
+
+    @torch.no_grad()
+    def adopt(self, params: list[nn.Parameter]) -> None:
+        """Copy the parameters' values into the buffer and make each parameter its view."""
+        for p, view in zip(params, self.param_views, strict=True):
+            view.copy_(p)
+            p.data = view
+
+    # ----- the rollout: one batch-major forward per vector step --------------------------------
+    @torch.no_grad()
+    def refresh(self, params: list[nn.Parameter]) -> None:
+        """Re-read the rollout's weights if a parameter changed in place since the last read.
+
+        Optimiser steps, ``load_state_dict`` and in-place ops under ``no_grad`` count; writes
+        through ``.data`` bypass version counters — call :func:`invalidate` after those.
+        """
+        versions = (self.params._version, *(p._version for p in params))
+        if versions == self.versions:
+            return
+        self.rollout_weights[0].copy_(self.weights[0].t())
+        for block, weight in zip(self.rollout_blocks, self.weights[1:], strict=True):
+            block.copy_(weight.transpose(1, 2))
+        self.versions = (self.params._version, *(p._version for p in params))
+
+    def infer(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Policy outputs (B, action_dim) — logits or means — and values (B,) or None, without autograd.
+
+        Reads the weights :meth:`refresh` copied last (:func:`policy` refreshes them).
+        """
+        doubled = self.activation == "tanh" and obs.shape[0] * self.width >= SIGMOID_TANH_MIN_ELEMENTS
+        scale = 2.0 if doubled else 1.0
+        h = obs
+        last = len(self.rollout_weights) - 1
+        for layer, (weight, bias) in enumerate(zip(self.rollout_weights, self.rollout_biases, strict=True)):
+            if layer == last:
+                h = torch.addmm(bias, h, weight)
+            else:
+                h = _activate(torch.addmm(bias, h, weight, beta=scale, alpha=scale), self.activation, doubled)
+        a = self.action_dim
+        return h[:, :a], (h[:, a] if self.groups == 2 else None)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Actions, log-probs and values from pre-drawn noise (see :meth:`Agent.sample`)."""
+        out, values = self.infer(obs)
+        if self.discrete:
+            log_probs_all = torch.log_softmax(out, dim=-1)
+            cdf = log_probs_all.exp().cumsum_(-1)
+            # Inverse-CDF sampling: the number of cdf entries <= u, clamped for rounding at the top.
+            actions = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze_(-1)
+            actions.clamp_(max=self.action_dim - 1)
+            return actions, log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze_(-1), values
+        actions = torch.addcmul(out, self.log_std.exp(), noise)
+        log_probs = (noise.square().mul_(-0.5) - (self.log_std + LOG_SQRT_2PI)).sum(-1)
+        return actions, log_probs, values
+
+    # ----- the update: buffers for gradients and Adam, views as the optimiser's state -----------
+    def _learning_buffers(self) -> None:
+        g = self.groups
+        self.grad = torch.zeros(self.size)
+        self.grad_weights, self.grad_biases = self._pieces(self.grad)
+        self.grad_log_std = self.grad[-self.action_dim :] if not self.discrete else None
+        self.exp_avg, self.exp_avg_sq = torch.zeros(self.size), torch.zeros(self.size)
+        self.exp_avg_views, self.exp_avg_sq_views = self._param_views(self.exp_avg), self._param_views(self.exp_avg_sq)
+        self.steps = torch.zeros(len(self.param_views))  # Adam's step count per parameter
+        self.step_views = list(self.steps.unbind())
+        self.step_tensor = torch.zeros(())
+        self.saved = torch.zeros(3, self.size)  # parameters and moments at the start of an update
+        # segments[g] is 1 on network g's entries: per-network squared norms are one matrix-vector product.
+        self.segments = torch.zeros(g, self.size)
+        per_net = 2 * (len(self.sizes) - 1)  # a weight and a bias per layer
+        nets = [0] * per_net + ([1] * per_net if g == 2 else []) + ([] if self.discrete else [0])
+        for row in range(g):
+            for view, net in zip(self._param_views(self.segments[row]), nets, strict=True):
+                if net == row:
+                    view.fill_(1.0)
+
+    @torch.no_grad()
+    def adopt_optimizer(self, params: list[nn.Parameter], optimizer: Any) -> None:
+        """Make the optimiser's ``step``, ``exp_avg`` and ``exp_avg_sq`` views of the flat buffers.
+
+        Their values are copied in (zeros for a fresh optimiser, as Adam initialises them).
+        """
+        if self.grad is None:
+            with torch.inference_mode(False):
+                self._learning_buffers()
+        state = optimizer.state
+        if all(
+            (s := state.get(p)) is not None
+            and s.get("exp_avg") is m
+            and s.get("exp_avg_sq") is v
+            and s.get("step") is t
+            for p, m, v, t in zip(params, self.exp_avg_views, self.exp_avg_sq_views, self.step_views, strict=True)
+        ):
+            return
+        for i, p in enumerate(params):
+            s = state[p]
+            if s:
+                self.exp_avg_views[i].copy_(s["exp_avg"])
+                self.exp_avg_sq_views[i].copy_(s["exp_avg_sq"])
+                self.step_views[i].copy_(s["step"])
+            else:
+                self.exp_avg_views[i].zero_(), self.exp_avg_sq_views[i].zero_(), self.step_views[i].zero_()
+            s["step"], s["exp_avg"], s["exp_avg_sq"] = (
+                self.step_views[i],
+                self.exp_avg_views[i],
+                self.exp_avg_sq_views[i],
+            )
+
+    def begin(self, params: list[nn.Parameter], optimizer: Any) -> None:
+        """Start an update: adopt the optimiser's state, read its hyperparameters, keep a copy to restore."""
+        self.adopt_optimizer(params, optimizer)
         group = optimizer.param_groups[0]
         self.lr, (self.beta1, self.beta2), self.eps = float(group["lr"]), group["betas"], group["eps"]
-        states = [optimizer.state[p] for p in agent_params]
-        if any(not s for s in states):  # first step: Adam's own lazy initialisation
-            for p, s in zip(agent_params, states, strict=True):
-                s["step"] = torch.tensor(0.0, dtype=torch.get_default_dtype())
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        self.agent_params, self.states, self.steps = agent_params, states, 0
-        with torch.no_grad():
-            self.step_tensor.copy_(states[0]["step"])
-            torch._foreach_copy_(self.param_views, agent_params)
-            torch._foreach_copy_(self.exp_avg_views, [s["exp_avg"] for s in states])
-            torch._foreach_copy_(self.exp_avg_sq_views, [s["exp_avg_sq"] for s in states])
+        torch.stack([self.params, self.exp_avg, self.exp_avg_sq], out=self.saved)
+        self.step_tensor.copy_(self.steps[0])
+        self.taken = 0
 
     def end(self) -> None:
-        """Copy the stepped parameters and Adam's state back (only after a finite update)."""
-        with torch.no_grad():
-            torch._foreach_copy_(self.agent_params, self.param_views)
-            torch._foreach_copy_([s["exp_avg"] for s in self.states], self.exp_avg_views)
-            torch._foreach_copy_([s["exp_avg_sq"] for s in self.states], self.exp_avg_sq_views)
-            torch._foreach_copy_([s["step"] for s in self.states], [self.step_tensor] * len(self.states))
-        self.agent_params, self.states = [], []
+        """Finish an update: count its steps in the optimiser's state."""
+        self.steps.add_(self.taken)
 
-    # ----- the network ------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Undo the update: parameters and moments as :meth:`begin` found them."""
+        self.params.copy_(self.saved[0]), self.exp_avg.copy_(self.saved[1]), self.exp_avg_sq.copy_(self.saved[2])
+
+    # ----- the update's network pass, feature-major --------------------------------------------
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Outputs (G, action_dim, B) for observations (B, obs): row 0 the actor's, row 1 the critic's
         (the value in its column 0); also the layer inputs the backward pass needs."""
         x = obs.t()
-        h = _hidden(self.biases[0], self.weights[0].t(), x, self.activation)
-        inputs = [x, h.view(self.groups, -1, x.shape[1])]
-        for weight, bias in zip(self.weights[1:-1], self.biases[1:-1], strict=True):
-            inputs.append(_hidden(bias, weight, inputs[-1], self.activation))
-        return torch.baddbmm(self.biases[-1], self.weights[-1], inputs[-1]), inputs
+        doubled = self.activation == "tanh" and obs.shape[0] * self.width >= SIGMOID_TANH_MIN_ELEMENTS
+        scale = 2.0 if doubled else 1.0
+        h = torch.addmm(self.bias_cols[0], self.weights[0], x, beta=scale, alpha=scale)
+        inputs = [x, _activate(h, self.activation, doubled).view(self.groups, -1, x.shape[1])]
+        for weight, bias in zip(self.weights[1:-1], self.bias_cols[1:-1], strict=True):
+            h = torch.baddbmm(bias, weight, inputs[-1], beta=scale, alpha=scale)
+            inputs.append(_activate(h, self.activation, doubled))
+        return torch.baddbmm(self.bias_cols[-1], self.weights[-1], inputs[-1]), inputs
 
     def backward(self, grad_out: torch.Tensor, inputs: list[torch.Tensor]) -> None:
         """Fill the gradient buffer from dLoss/d(outputs) (G, action_dim, B); log_std is the caller's."""
@@ -335,24 +322,24 @@ class FusedLearner:
         for layer in range(len(self.weights) - 1, 0, -1):
             torch.bmm(delta, inputs[layer].transpose(1, 2), out=self.grad_weights[layer])
             torch.sum(delta, -1, out=self.grad_biases[layer])
-            delta = _hidden_backward(
-                torch.bmm(self.weights[layer].transpose(1, 2), delta), inputs[layer], self.activation
-            )
+            dh = torch.bmm(self.weights[layer].transpose(1, 2), delta)
+            delta = _activation_backward(dh, inputs[layer], self.activation)
         delta = delta.view(-1, delta.shape[-1])
-        torch.mm(inputs[0], delta.t(), out=self.grad_weights[0])
+        # (obs, B) @ (B, G·h₁), then transposed into place: a wide output, unlike (G·h₁, B) @ (B, obs).
+        self.grad_weights[0].copy_(torch.mm(inputs[0], delta.t()).t())
         torch.sum(delta, -1, out=self.grad_biases[0])
 
     def step(self, max_grad_norm: float) -> torch.Tensor:
         """Clip each network's gradient to ``max_grad_norm`` and take one Adam step.
 
         Returns the per-network gradient norms before clipping, (G,). Clipping is
-        ``clip_grad_norm_``'s, per network; the step is ``torch.optim.Adam``'s (fused kernel).
+        ``clip_grad_norm_``'s, per network; the step is Adam's (torch's fused kernel).
         """
         grad = self.grad
         norms = torch.mv(self.segments, grad.square()).sqrt_()
         if max_grad_norm > 0:
             grad.mul_(torch.mv(self.segments.t(), (max_grad_norm / (norms + 1e-6)).clamp_(max=1.0)))
-        self.steps += 1
+        self.taken += 1
         self.step_tensor += 1
         torch._fused_adam_(
             [self.params],
@@ -369,6 +356,7 @@ class FusedLearner:
             amsgrad=False,
             maximize=False,
         )
+        increment_version(self.params)  # the fused kernel does not count its writes
         return norms
 
     # ----- the policy head (feature-major: outputs (action_dim, B)) ----------------------------
@@ -419,17 +407,69 @@ class FusedLearner:
             self.grad_log_std.sub_(ent_weight.sum())
 
 
-def learner(agent: Any, optimizer: torch.optim.Optimizer) -> tuple[FusedLearner, list[nn.Parameter]] | None:
-    """The agent's fused learner and its parameters, or None where the fused path does not apply.
+@dataclass
+class _Cache:
+    """Per-agent state of the fused paths (never copied or pickled with the agent)."""
+
+    params: list[nn.Parameter] | None = None
+    fused: FusedAgent | None = None
+    stale: bool = True
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        return None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(None), ())
+
+
+def policy(agent: Any) -> FusedAgent | None:
+    """The agent's fused form, ready to :meth:`~FusedAgent.sample` (None where it does not apply)."""
+    fused = _fused(agent)
+    if fused is not None:
+        fused.refresh(agent.__dict__["_fused_cache"].params)
+    return fused
+
+
+def _fused(agent: Any) -> FusedAgent | None:
+    """The agent's fused form, its parameters views of its flat buffer (None where it does not apply)."""
+    cache = agent.__dict__.get("_fused_cache")
+    if cache is None:
+        cache = agent.__dict__["_fused_cache"] = _Cache()
+    if cache.stale:
+        cache.params, cache.stale = agent_parameters(agent), False
+    if cache.params is None:
+        return None
+    fused = cache.fused
+    if fused is None or not fused.owns(cache.params):
+        with torch.inference_mode(False):  # the buffers are the parameters: never inference tensors
+            if fused is None:
+                fused = cache.fused = FusedAgent(agent)
+            fused.adopt(cache.params)
+    return fused
+
+
+def invalidate(agent: Any) -> None:
+    """Re-read the agent's parameters on next use (after they were replaced, moved, cast or written via ``.data``)."""
+    cache = agent.__dict__.get("_fused_cache")
+    if cache is not None:
+        cache.stale = True
+        if cache.fused is not None:
+            cache.fused.versions = ()
+
+
+def learner(agent: Any, optimizer: Any) -> tuple[FusedAgent, list[nn.Parameter]] | None:
+    """The agent's fused form and its parameters, ready to update, or None where the fused path does not apply.
 
     It applies to policygrad MLP agents (see :func:`agent_parameters`) trained by a plain Adam,
     :class:`policygrad.optim.Adam` or ``torch.optim.Adam`` (one parameter group holding exactly
     the agent's parameters, no weight decay, AMSGrad or maximise, equal step counts).
     """
-    cache = _cache(agent)
-    params = cache.params
-    if params is None or type(optimizer) not in (torch.optim.Adam, Adam) or len(optimizer.param_groups) != 1:
+    if type(optimizer) not in (torch.optim.Adam, Adam) or len(optimizer.param_groups) != 1:
         return None
+    fused = _fused(agent)
+    if fused is None:
+        return None
+    params = agent.__dict__["_fused_cache"].params
     group = optimizer.param_groups[0]
     if (
         group["weight_decay"] != 0
@@ -447,25 +487,25 @@ def learner(agent: Any, optimizer: torch.optim.Optimizer) -> tuple[FusedLearner,
     if len(members) != len(params) or not all(a is b for a, b in zip(members, params, strict=True)):
         if len(members) != len(params) or {id(p) for p in members} != {id(p) for p in params}:
             return None
-    states = [optimizer.state.get(p) for p in params]
-    if any(states) and (not all(states) or len({float(s["step"]) for s in states}) > 1):
-        return None
-    if cache.learner is None:
-        cache.learner = FusedLearner(agent)
-    return cache.learner, params
+    if fused.grad is None or optimizer.state.get(params[0], {}).get("step") is not fused.step_views[0]:
+        states = [optimizer.state.get(p) for p in params]
+        if any(states) and (not all(states) or len({float(s["step"]) for s in states}) > 1):
+            return None
+    return fused, params
 
 
-def check_finite(values: torch.Tensor) -> None:
-    """Raise, before anything is copied back to the agent, if a loss or gradient norm is NaN or inf."""
+def check_finite(fused: FusedAgent, values: torch.Tensor) -> None:
+    """If a loss or gradient norm is NaN or inf, undo the update and raise."""
     finite = torch.isfinite(values)
     if not bool(finite.all()):
+        fused.restore()
         bad = values[~finite][0].item()
         raise NonFiniteLossError(f"the loss or its gradient norm became {bad} (the weights were left unchanged)")
 
 
 # ----- the algorithms' fused updates ------------------------------------------------------------
 def actor_critic_gradient(
-    fused: FusedLearner,
+    fused: FusedAgent,
     obs: torch.Tensor,
     actions: torch.Tensor,
     advantages: torch.Tensor,
@@ -495,7 +535,7 @@ def actor_critic_gradient(
 
 
 def actor_critic_step(
-    fused: FusedLearner,
+    fused: FusedAgent,
     params: list[nn.Parameter],
     optimizer: torch.optim.Optimizer,
     obs: torch.Tensor,
@@ -528,7 +568,7 @@ def actor_critic_step(
     log_ratio = new_log_probs - old_log_probs
     losses += [norms.square().sum().sqrt(), (weight * (log_ratio.exp() - 1.0 - log_ratio)).sum()]
     values = torch.stack(losses)
-    check_finite(values)
+    check_finite(fused, values)
     fused.end()
     policy_loss, entropy_mean, *rest = values.tolist()
     metrics = {"policy_loss": policy_loss, "entropy": entropy_mean}
@@ -544,7 +584,7 @@ def _one_hot(actions: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def ppo_gradient(
-    fused: FusedLearner,
+    fused: FusedAgent,
     obs: torch.Tensor,
     actions: torch.Tensor,
     actions_one_hot: torch.Tensor | None,
@@ -580,7 +620,7 @@ def ppo_gradient(
 
 
 def ppo_epochs(
-    fused: FusedLearner,
+    fused: FusedAgent,
     params: list[nn.Parameter],
     optimizer: torch.optim.Optimizer,
     obs: torch.Tensor,
@@ -667,7 +707,7 @@ def ppo_epochs(
             norms[taken].square().sum(1).sqrt().sum(),
         ]
     )
-    check_finite(sums)
+    check_finite(fused, sums)
     fused.end()
     names = ["policy_loss", "approx_kl", "clip_fraction", "value_loss", "entropy", "grad_norm"]
     steps = max(len(valid), 1)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch.autograd.graph import increment_version
 
 
 class Adam:
@@ -91,6 +92,7 @@ class Adam:
                 amsgrad=False,
                 maximize=False,
             )
+            increment_version(params + exp_avgs + exp_avg_sqs)  # the fused kernel does not count its writes
 
     # ----- the torch.optim state_dict format -----------------------------------------------
     def state_dict(self) -> dict[str, Any]:
