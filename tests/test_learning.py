@@ -34,7 +34,10 @@ def test_every_algorithm_learns_cartpole(tmp_path, algo, threshold, budget):
 
 @pytest.mark.slow
 def test_ppo_improves_pendulum_clearly(tmp_path):
-    _, history = policygrad.train("ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0, total_steps=40_000)
+    # The preset anneals its learning rate over 150k steps; over this shorter budget a constant rate learns faster.
+    _, history = policygrad.train(
+        "ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0, total_steps=40_000, anneal_lr=False
+    )
     evaluations = [row["eval_return_mean"] for row in history if row.get("eval_return_mean") is not None]
     # The untrained policy scores about -1200 to -1500 on the fixed evaluation episodes.
     assert evaluations[0] < -900 and evaluations[-1] > -700, evaluations
