@@ -1,11 +1,13 @@
-"""Validation shared by the LM configs (same messages as policygrad's Gymnasium configs)."""
+"""The settings every token algorithm shares, validated with the same messages as the Gymnasium configs."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
+from policygrad.config import _checked, _non_negative, _positive
 from policygrad.errors import PolicygradError
 
 
@@ -21,11 +23,6 @@ def validate_fields(cfg: Any) -> None:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
-
-
-from dataclasses import dataclass  # noqa: E402
-
-from policygrad.config import _checked, _non_negative, _positive  # noqa: E402
 
 
 def _kl_place(v: Any) -> bool:
