@@ -96,16 +96,7 @@ class TrainConfig:
     max_worker_restarts: int = _checked(0, _non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            check = f.metadata.get("check")
-            if check is not None and not check(value):
-                raise PolicygradError(
-                    f"invalid {f.name} = {value!r}: allowed {f.metadata.get('allowed') or 'values'}"
-                    f" (set it with --set {f.name}=...)"
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
+        validate_fields(self)
         self.validate()
 
     def validate(self) -> None:
@@ -116,6 +107,20 @@ class TrainConfig:
         out = dataclasses.asdict(self)
         out["hidden_sizes"] = list(self.hidden_sizes)
         return out
+
+
+def validate_fields(cfg: Any) -> None:
+    """Check every field's range (from its ``_checked`` metadata); raise one clear line."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise PolicygradError(
+                f"invalid {f.name} = {value!r}: allowed {f.metadata.get('allowed') or 'values'}"
+                f" (set it with --set {f.name}=...)"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
 
 
 def field_docs(cls: type) -> dict[str, str]:

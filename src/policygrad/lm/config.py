@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from policygrad.config import _checked, _non_negative, _positive
-from policygrad.errors import PolicygradError
-
-
-def validate_fields(cfg: Any) -> None:
-    """Check every field's range (from its ``_checked`` metadata); raise one clear line."""
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        check = f.metadata.get("check")
-        if check is not None and not check(value):
-            raise PolicygradError(
-                f"invalid {f.name} = {value!r}: allowed {f.metadata.get('allowed') or 'values'}"
-                f" (set it with --set {f.name}=...)"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
+from policygrad.config import _checked, _non_negative, _positive, validate_fields
 
 
 def _kl_place(v: Any) -> bool:
