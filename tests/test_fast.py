@@ -52,7 +52,7 @@ def fused_grads(fused):
 
 @pytest.mark.parametrize("discrete", [True, False])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("size", [7, 300])  # 300 rows take the 2σ(2x) − 1 form of tanh
+@pytest.mark.parametrize("size", [7, 600])  # 600 rows take the 2σ(2x) − 1 form of tanh
 def test_fused_forward_matches_the_modules(discrete, activation, size):
     agent = make_agent(discrete, activation=activation)
     obs = batch(agent, size)[0]

@@ -42,7 +42,7 @@ from policygrad.optim import Adam
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # From this many elements on, 2σ(2x) − 1 (three cheap ops) beats one float32 tanh.
-SIGMOID_TANH_MIN_ELEMENTS = 4096
+SIGMOID_TANH_MIN_ELEMENTS = 16384
 ACTIVATIONS = ("tanh", "relu")
 
 
@@ -139,6 +139,7 @@ class FusedAgent:
                 block_diagonal.view(g, fan_in, g, fan_out).diagonal(dim1=0, dim2=2).permute(2, 0, 1)
             )
         self.rollout_biases = [b.reshape(-1) for b in self.biases]
+        self.rollout_hidden = list(zip(self.rollout_weights[:-1], self.rollout_biases[:-1], strict=True))
         self.versions: tuple[int, ...] = ()
         # Feature-major views for the update: (G·h₁, 1) and (G, out, 1) biases.
         self.bias_cols = [b.unsqueeze(-1) for b in self.biases]
@@ -206,29 +207,34 @@ class FusedAgent:
 
         Reads the weights :meth:`refresh` copied last (:func:`policy` refreshes them).
         """
-        doubled = self.activation == "tanh" and obs.shape[0] * self.width >= SIGMOID_TANH_MIN_ELEMENTS
-        scale = 2.0 if doubled else 1.0
+        out = self._forward_rows(obs)
+        return out[:, : self.action_dim], (out[:, self.action_dim] if self.groups == 2 else None)
+
+    def _forward_rows(self, obs: torch.Tensor) -> torch.Tensor:
+        """(B, action_dim [+ 1]): the actor's outputs, then the value. Straight-line: this runs every env step."""
         h = obs
-        last = len(self.rollout_weights) - 1
-        for layer, (weight, bias) in enumerate(zip(self.rollout_weights, self.rollout_biases, strict=True)):
-            if layer == last:
-                h = torch.addmm(bias, h, weight)
-            else:
+        if self.activation == "tanh" and obs.shape[0] * self.width < SIGMOID_TANH_MIN_ELEMENTS:
+            for weight, bias in self.rollout_hidden:
+                h = torch.addmm(bias, h, weight).tanh_()
+        else:
+            doubled = self.activation == "tanh"
+            scale = 2.0 if doubled else 1.0
+            for weight, bias in self.rollout_hidden:
                 h = _activate(torch.addmm(bias, h, weight, beta=scale, alpha=scale), self.activation, doubled)
-        a = self.action_dim
-        return h[:, :a], (h[:, a] if self.groups == 2 else None)
+        return torch.addmm(self.rollout_biases[-1], h, self.rollout_weights[-1])
 
     def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Actions, log-probs and values from pre-drawn noise (see :meth:`Agent.sample`)."""
-        out, values = self.infer(obs)
+        out = self._forward_rows(obs)
+        a = self.action_dim
+        values = out[:, a] if self.groups == 2 else None
         if self.discrete:
-            log_probs_all = torch.log_softmax(out, dim=-1)
-            cdf = log_probs_all.exp().cumsum_(-1)
+            log_probs_all = torch.log_softmax(out[:, :a], dim=-1)
             # Inverse-CDF sampling: the number of cdf entries <= u, clamped for rounding at the top.
-            actions = torch.searchsorted(cdf, noise.unsqueeze(-1), right=True).squeeze_(-1)
-            actions.clamp_(max=self.action_dim - 1)
-            return actions, log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze_(-1), values
-        actions = torch.addcmul(out, self.log_std.exp(), noise)
+            actions = torch.searchsorted(log_probs_all.exp().cumsum_(-1), noise.unsqueeze(-1), right=True)
+            log_probs = log_probs_all.gather(-1, actions.clamp_(max=a - 1)).squeeze_(-1)
+            return actions.squeeze_(-1), log_probs, values
+        actions = torch.addcmul(out[:, :a], self.log_std.exp(), noise)
         log_probs = (noise.square().mul_(-0.5) - (self.log_std + LOG_SQRT_2PI)).sum(-1)
         return actions, log_probs, values
 
