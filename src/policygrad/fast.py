@@ -301,12 +301,14 @@ class FusedAgent:
         self.taken = 0
 
     def end(self) -> None:
-        """Finish an update: count its steps in the optimiser's state."""
+        """Finish an update: count its steps in the optimiser's state, and the writes of the fused kernel."""
         self.steps.add_(self.taken)
+        increment_version([self.params, self.exp_avg, self.exp_avg_sq])
 
     def restore(self) -> None:
         """Undo the update: parameters and moments as :meth:`begin` found them."""
         self.params.copy_(self.saved[0]), self.exp_avg.copy_(self.saved[1]), self.exp_avg_sq.copy_(self.saved[2])
+        increment_version([self.params, self.exp_avg, self.exp_avg_sq])
 
     # ----- the update's network pass, feature-major --------------------------------------------
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -362,7 +364,6 @@ class FusedAgent:
             amsgrad=False,
             maximize=False,
         )
-        increment_version(self.params)  # the fused kernel does not count its writes
         return norms
 
     # ----- the policy head (feature-major: outputs (action_dim, B)) ----------------------------
@@ -500,12 +501,11 @@ def learner(agent: Any, optimizer: Any) -> tuple[FusedAgent, list[nn.Parameter]]
     return fused, params
 
 
-def check_finite(fused: FusedAgent, values: torch.Tensor) -> None:
+def check_finite(fused: FusedAgent, values: list[float]) -> None:
     """If a loss or gradient norm is NaN or inf, undo the update and raise."""
-    finite = torch.isfinite(values)
-    if not bool(finite.all()):
+    if not all(math.isfinite(v) for v in values):
         fused.restore()
-        bad = values[~finite][0].item()
+        bad = next(v for v in values if not math.isfinite(v))
         raise NonFiniteLossError(f"the loss or its gradient norm became {bad} (the weights were left unchanged)")
 
 
@@ -561,26 +561,26 @@ def actor_critic_step(
     returns the post-update k3 KL on the batch. Inputs are flat (B, ...).
     """
     fused.begin(params, optimizer)
-    weight = mask.to(torch.float32)
-    weight /= weight.sum().clamp(min=1.0)
+    count = float(mask.sum())
+    weight = mask.to(torch.float32).div_(max(count, 1.0))
     log_probs, entropy, error = actor_critic_gradient(
         fused, obs, actions, advantages, weight, returns, vf_coef=vf_coef, ent_coef=ent_coef
     )
-    losses = [-(weight * log_probs * advantages).sum(), (weight * entropy).sum()]
-    if error is not None:
-        losses.append(0.5 * (weight * error.square()).sum())
     norms = fused.step(max_grad_norm)
     new_log_probs, _ = fused.log_probs(fused.forward(obs)[0][0], actions)
     log_ratio = new_log_probs - old_log_probs
-    losses += [norms.square().sum().sqrt(), (weight * (log_ratio.exp() - 1.0 - log_ratio)).sum()]
-    values = torch.stack(losses)
+    # Every metric is a masked mean: one matrix-vector product with the weights.
+    rows = [log_probs * advantages, entropy.expand_as(log_probs), torch.expm1(log_ratio) - log_ratio]
+    if error is not None:
+        rows.append(error.square())
+    values = torch.cat([torch.mv(torch.stack(rows), weight), norms]).tolist()
     check_finite(fused, values)
     fused.end()
-    policy_loss, entropy_mean, *rest = values.tolist()
-    metrics = {"policy_loss": policy_loss, "entropy": entropy_mean}
+    metrics = {"policy_loss": -values[0], "entropy": values[1]}
     if error is not None:
-        metrics["value_loss"] = rest.pop(0)
-    metrics["grad_norm"], metrics["approx_kl"] = rest
+        metrics["value_loss"] = 0.5 * values[3]
+    metrics["grad_norm"] = math.sqrt(sum(v * v for v in values[len(rows) :]))
+    metrics["approx_kl"] = values[2]  # k3: E[(ρ − 1) − log ρ]
     return metrics
 
 
@@ -706,15 +706,16 @@ def ppo_epochs(
     sums = torch.stack(
         [
             -(weight * torch.minimum(ratio * adv, ratio.clamp(1.0 - clip, 1.0 + clip) * adv)).sum(),
-            (weight * ((ratio - 1.0) - log_ratios)).sum(),
+            (weight * (torch.expm1(log_ratios) - log_ratios)).sum(),
             (weight * ((ratio - 1.0).abs() > clip)).sum(),
             0.5 * (weight * errors.square()).sum(),
             (weight * entropy).sum(),
             norms[taken].square().sum(1).sqrt().sum(),
         ]
     )
-    check_finite(fused, sums)
+    values = sums.tolist()
+    check_finite(fused, values)
     fused.end()
     names = ["policy_loss", "approx_kl", "clip_fraction", "value_loss", "entropy", "grad_norm"]
     steps = max(len(valid), 1)
-    return {name: value / steps for name, value in zip(names, sums.tolist(), strict=True)}, -(-done_rows // per_epoch)
+    return {name: value / steps for name, value in zip(names, values, strict=True)}, -(-done_rows // per_epoch)
