@@ -89,10 +89,10 @@ def test_ppo_gradient_matches_autograd(discrete, activation, ent_coef):
     one_hot = fast._one_hot(actions, agent.spec.action_dim) if discrete else None
     log_ratio, error = torch.empty(64), torch.empty(64)
     grad_out = torch.zeros(2, agent.spec.action_dim, 64)
+    weights = fast.PPOWeights.of(adv, weight, clip, vf_coef, ent_coef)
     fast.ppo_gradient(
-        fused, obs, actions, one_hot, old, adv, weight, returns, clip=clip, vf_coef=vf_coef, ent_coef=ent_coef,
-        log_ratio_out=log_ratio, error_out=error, grad_out=grad_out,
-    )  # fmt: skip
+        fused, obs, actions, one_hot, old, returns, weights, log_ratio_out=log_ratio, error_out=error, grad_out=grad_out
+    )
     for got, want in zip(fused_grads(fused), expected, strict=True):
         torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-4)
     torch.testing.assert_close(log_ratio, (log_probs - old).detach(), atol=1e-5, rtol=1e-5)

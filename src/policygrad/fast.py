@@ -589,38 +589,71 @@ def _one_hot(actions: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros(*actions.shape[:-1], n, actions.shape[-1]).scatter_(-2, actions.unsqueeze(-2), 1.0)
 
 
+@dataclass
+class PPOWeights:
+    """Per-sample factors of the PPO loss's gradient, computed once for every minibatch of an update.
+
+    With w the mask over its count (a masked mean) and A the advantages: ``neg_weighted_adv``
+    = −w·A; ``signs`` = ±1 as A ≥ 0 or < 0 and ``signed_bounds`` = signs · (1 ± ε), so that the
+    unclipped term of min(ρA, clip(ρ)A) is the smaller one exactly where signs · ρ ≤ signed_bounds;
+    ``value_weights`` = vf_coef · w; ``entropy_weights`` = ent_coef · w (None when ent_coef = 0).
+    """
+
+    neg_weighted_adv: torch.Tensor
+    signs: torch.Tensor
+    signed_bounds: torch.Tensor
+    value_weights: torch.Tensor
+    entropy_weights: torch.Tensor | None
+
+    @classmethod
+    def of(
+        cls, advantages: torch.Tensor, weight: torch.Tensor, clip: float, vf_coef: float, ent_coef: float
+    ) -> PPOWeights:
+        positive = advantages >= 0
+        signs = torch.where(positive, 1.0, -1.0)
+        signed_bounds = torch.where(positive, 1.0 + clip, -(1.0 - clip))
+        entropy = weight * ent_coef if ent_coef else None
+        return cls(-(weight * advantages), signs, signed_bounds, weight * vf_coef, entropy)
+
+    def __getitem__(self, i: int) -> PPOWeights:
+        e = self.entropy_weights
+        return PPOWeights(
+            self.neg_weighted_adv[i],
+            self.signs[i],
+            self.signed_bounds[i],
+            self.value_weights[i],
+            None if e is None else e[i],
+        )
+
+
 def ppo_gradient(
     fused: FusedAgent,
     obs: torch.Tensor,
     actions: torch.Tensor,
     actions_one_hot: torch.Tensor | None,
     old_log_probs: torch.Tensor,
-    advantages: torch.Tensor,
-    weight: torch.Tensor,
     returns: torch.Tensor,
+    weights: PPOWeights,
     *,
-    clip: float,
-    vf_coef: float,
-    ent_coef: float,
     log_ratio_out: torch.Tensor,
     error_out: torch.Tensor,
     grad_out: torch.Tensor,
 ) -> Any:
     """Fill ``fused.grad`` with the gradient of one minibatch's PPO loss; returns the head's saved values.
 
-    L = −Σ w·min(ρA, clip(ρ, 1 ± ε)A) + vf_coef · ½Σ w(V − R)² − ent_coef · Σ w·H, with
-    ``weight`` w the mask over its count (a masked mean). Writes log ρ into ``log_ratio_out``
-    and V − R into ``error_out`` (both (B,)); ``grad_out`` (G, action_dim, B) is scratch.
+    L = −Σ w·min(ρA, clip(ρ, 1 ± ε)A) + vf_coef · ½Σ w(V − R)² − ent_coef · Σ w·H, the
+    factors in ``weights`` (:class:`PPOWeights`). Writes log ρ into ``log_ratio_out`` and V − R
+    into ``error_out`` (both (B,)); ``grad_out`` (G, action_dim, B) is scratch.
     """
     out, inputs = fused.forward(obs)
     log_probs, saved = fused.log_probs(out[0], actions)
     ratio = torch.sub(log_probs, old_log_probs, out=log_ratio_out).exp()
     # d/dρ of −min(ρA, clip(ρ)A) is −A where the unclipped term is the smaller one, else 0; dρ/dlog π = ρ
-    unclipped_smaller = (ratio * advantages) <= (ratio.clamp(1.0 - clip, 1.0 + clip) * advantages)
-    grad_log_probs = (weight * advantages).mul_(ratio).mul_(unclipped_smaller).neg_()
-    fused.head_backward(saved, actions_one_hot, grad_log_probs, weight * ent_coef if ent_coef else None, grad_out[0])
+    unclipped_smaller = (ratio * weights.signs) <= weights.signed_bounds
+    grad_log_probs = weights.neg_weighted_adv.mul(ratio).mul_(unclipped_smaller)
+    fused.head_backward(saved, actions_one_hot, grad_log_probs, weights.entropy_weights, grad_out[0])
     if fused.groups == 2:
-        torch.mul(torch.sub(out[1, 0], returns, out=error_out), weight * vf_coef, out=grad_out[1, 0])
+        torch.mul(torch.sub(out[1, 0], returns, out=error_out), weights.value_weights, out=grad_out[1, 0])
     fused.backward(grad_out, inputs)
     return saved
 
@@ -669,6 +702,7 @@ def ppo_epochs(
     per_epoch = batch // size
     fused.begin(params, optimizer)
     done_rows = rows
+    weights = PPOWeights.of(adv, weight, clip, cfg.vf_coef, cfg.ent_coef)
     for i in valid:
         saved = ppo_gradient(
             fused,
@@ -676,12 +710,8 @@ def ppo_epochs(
             mb_actions[i],
             mb_one_hot[i] if mb_one_hot is not None else None,
             mb_old[i],
-            adv[i],
-            weight[i],
             mb_returns[i],
-            clip=clip,
-            vf_coef=cfg.vf_coef,
-            ent_coef=cfg.ent_coef,
+            weights[i],
             log_ratio_out=log_ratios[i],
             error_out=errors[i],
             grad_out=grad_out,
