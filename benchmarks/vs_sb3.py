@@ -1,0 +1,474 @@
+"""policygrad against Stable-Baselines3, side by side on this machine.
+
+    pip install 'policygrad[bench]'          # Stable-Baselines3 (the bench extra)
+    python benchmarks/vs_sb3.py              # every target, seeds 0-4; writes benchmarks/results/vs_sb3.{md,json}
+    python benchmarks/vs_sb3.py --targets 1 4 --seeds 0 1
+
+Targets (issue "Performance: faster than Stable-Baselines3"):
+
+1. same work — SB3-zoo PPO and A2C hyperparameters reproduced in policygrad; env steps/s on
+   CartPole-v1 (training time, no evaluation);
+2. time to solve — each library's own CartPole-v1 configuration (policygrad's preset, the
+   SB3 zoo's) until a deterministic 10-episode evaluation mean ≥ 475, evaluated every 4,096
+   env steps (or the nearest update boundary), evaluation time excluded;
+3. the same on Pendulum-v1 (≥ −200) and Acrobot-v1 (≥ −100) with PPO;
+4. rollout collection against its ceiling (env step + one batched policy forward, nothing
+   else) for 1 to 1,024 environments;
+5. peak resident memory of the time-to-solve runs.
+
+Every training run is a fresh subprocess (so its peak RSS is its own) on one torch thread,
+and the two libraries alternate seed by seed, so a change in the machine's load hits both.
+Both are evaluated by the same function: ``evaluation_episodes`` below, the episodes and
+seeds policygrad's own evaluation plays. The load average is recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+EVAL_EVERY = 4096
+EVAL_EPISODES = 10
+
+# ----- the configurations compared ---------------------------------------------------------------
+# SB3 zoo hyperparameters (rl-baselines3-zoo, hyperparams/ppo.yml and a2c.yml); "lin_x" is a
+# linear decay from x to 0 over the run.
+ZOO = {
+    ("ppo", "CartPole-v1"): dict(
+        n_envs=8, n_timesteps=100_000, n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20,
+        ent_coef=0.0, learning_rate="lin_0.001", clip_range="lin_0.2",
+    ),
+    ("a2c", "CartPole-v1"): dict(n_envs=8, n_timesteps=500_000, ent_coef=0.0),
+    ("ppo", "Pendulum-v1"): dict(
+        n_envs=4, n_timesteps=100_000, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10, ent_coef=0.0,
+        learning_rate=1e-3, clip_range=0.2, use_sde=True, sde_sample_freq=4,
+    ),
+    ("ppo", "Acrobot-v1"): dict(
+        normalize=True, n_envs=16, n_timesteps=1_000_000, n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4,
+        ent_coef=0.0,
+    ),
+}  # fmt: skip
+
+# The same hyperparameters in policygrad's terms (target 1). Differences that cost nothing per
+# step: SB3's A2C steps with RMSprop (policygrad: Adam), SB3 clips the joint gradient norm
+# (policygrad: each network's), and the zoo anneals PPO's clip range (policygrad: fixed).
+ZOO_IN_POLICYGRAD = {
+    "ppo": dict(
+        num_envs=8, rollout_steps=32, minibatch_size=256, update_epochs=20, gae_lambda=0.8, gamma=0.98,
+        ent_coef=0.0, learning_rate=1e-3, anneal_lr=True, clip_coef=0.2, vf_coef=0.5, max_grad_norm=0.5,
+        normalize_advantages=True,
+    ),
+    "a2c": dict(
+        num_envs=8, rollout_steps=5, learning_rate=7e-4, gamma=0.99, gae_lambda=1.0, ent_coef=0.0, vf_coef=0.5,
+        max_grad_norm=0.5, normalize_advantages=False,
+    ),
+}  # fmt: skip
+
+TARGETS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0, "Acrobot-v1": -100.0}
+THROUGHPUT_STEPS = {"ppo": 40_960, "a2c": 40_000}
+
+
+# ----- evaluation shared by both libraries ------------------------------------------------------
+def evaluation_episodes(act: Any, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> float:
+    """Mean return of ``episodes`` deterministic episodes, seeded as policygrad's evaluation seeds them.
+
+    ``act`` maps a batch of raw observations to environment actions.
+    """
+    import functools
+
+    import gymnasium as gym
+    import numpy as np
+
+    from policygrad.evaluation import EVAL_SEED_OFFSET
+
+    fns = [functools.partial(gym.make, env_id) for _ in range(episodes)]
+    envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    obs, _ = envs.reset(seed=[seed + EVAL_SEED_OFFSET + i for i in range(episodes)])
+    returns, running = np.zeros(episodes), np.ones(episodes, dtype=bool)
+    for _ in range(gym.spec(env_id).max_episode_steps or 10_000):
+        obs, reward, term, trunc, _ = envs.step(act(obs))
+        returns += np.where(running, reward, 0.0)
+        running &= ~(term | trunc)
+        if not running.any():
+            break
+    envs.close()
+    return float(returns.mean())
+
+
+# ----- one run, in its own process -----------------------------------------------------------------
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_policygrad(spec: dict[str, Any]) -> dict[str, Any]:
+    from policygrad.trainer import Trainer, resolve_config
+
+    overrides = dict(spec.get("overrides", {}), seed=spec["seed"])
+    cfg, _ = resolve_config(spec["algo"], spec["env_id"], overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer.new(spec["algo"], cfg, Path(tmp) / "run", quiet=True)
+        trainer.run()
+        summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+    keys = ["env_steps", "train_seconds", "eval_seconds", "steps_per_second", "final_eval_mean"]
+    out = {k: summary[k] for k in keys + ["target_reached_step", "target_reached_train_seconds"]}
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        start = float(value[4:])
+        return lambda progress_remaining: progress_remaining * start
+    return value
+
+
+def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    torch.set_num_threads(1)
+    algo, env_id, seed = spec["algo"], spec["env_id"], spec["seed"]
+    hp = dict(ZOO[(algo, env_id)])
+    n_envs, budget, normalize = hp.pop("n_envs"), hp.pop("n_timesteps"), hp.pop("normalize", False)
+    total = spec.get("total_steps") or budget
+    for key in ("learning_rate", "clip_range"):
+        if key in hp:
+            hp[key] = _schedule(hp[key])
+    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize:
+        venv = VecNormalize(venv, gamma=hp.get("gamma", 0.99))
+    model = (PPO if algo == "ppo" else A2C)("MlpPolicy", venv, seed=seed, verbose=0, device="cpu", **hp)
+    target, eval_every = spec.get("target"), spec.get("eval_every", 0)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        if normalize:
+            obs = venv.normalize_obs(obs)
+        return model.predict(obs, deterministic=True)[0]
+
+    class Evaluate(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.eval_seconds, self.reached, self.last, self.next_eval = 0.0, None, None, eval_every
+
+        def _on_step(self) -> bool:
+            if not eval_every or self.num_timesteps < self.next_eval:
+                return True
+            self.next_eval += eval_every
+            start = time.perf_counter()
+            self.last = evaluation_episodes(act, env_id, seed)
+            self.eval_seconds += time.perf_counter() - start
+            if target is not None and self.last >= target:
+                self.reached = (self.num_timesteps, time.perf_counter() - learn_start - self.eval_seconds)
+                return False
+            return True
+
+    callback = Evaluate()
+    learn_start = time.perf_counter()
+    model.learn(total_timesteps=total, callback=callback)
+    wall = time.perf_counter() - learn_start
+    train_seconds = wall - callback.eval_seconds
+    steps = model.num_timesteps
+    return {
+        "env_steps": steps,
+        "train_seconds": train_seconds,
+        "eval_seconds": callback.eval_seconds,
+        "steps_per_second": steps / train_seconds,
+        "final_eval_mean": callback.last,
+        "target_reached_step": callback.reached[0] if callback.reached else None,
+        "target_reached_train_seconds": callback.reached[1] if callback.reached else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
+    """Env steps/s of env step + one batched policy forward, nothing else."""
+    import numpy as np
+    import torch
+
+    from policygrad import fast
+    from policygrad.envs import reset_seeds
+
+    obs, _ = envs.reset(seed=reset_seeds("sync", 0, n))
+    fused, done, start = fast.policy(agent), 0, time.perf_counter()
+    with torch.inference_mode():
+        while time.perf_counter() - start < seconds:
+            out, _ = fused.infer(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
+            obs, *_ = envs.step(out.argmax(-1).numpy())
+            done += n
+    return done / (time.perf_counter() - start)
+
+
+def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float:
+    """Env steps/s of RolloutCollector.collect."""
+    from policygrad.envs import reset_seeds
+    from policygrad.rollout import RolloutCollector
+
+    collector = RolloutCollector(envs, agent, seed=0)
+    collector.reset(reset_seeds("sync", 0, n))
+    done, update, start = 0, 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        done += collector.collect(steps, update).rewards.numel()
+        update += 1
+    return done / (time.perf_counter() - start)
+
+
+def rollout_table(env_id: str, sizes: list[int], seconds: float) -> list[dict[str, Any]]:
+    """Steps/s of RolloutCollector.collect against env step + one batched forward, per num_envs."""
+    import torch
+
+    from policygrad.agent import Agent, AgentSpec
+    from policygrad.envs import make_envs
+
+    torch.set_num_threads(1)
+    rows = []
+    for n in sizes:
+        envs, info = make_envs(env_id, n, "sync")
+        agent = Agent(AgentSpec(info.obs_dim, info.discrete, info.action_dim, (64, 64), "tanh", True))
+        steps = max(8, min(128, 4096 // n))
+        _ceiling(envs, agent, n, seconds / 4), _collect(envs, agent, n, steps, seconds / 4)  # warm up
+        limit, rate = _ceiling(envs, agent, n, seconds), _collect(envs, agent, n, steps, seconds)
+        rows.append(dict(num_envs=n, rollout_steps=steps, ceiling=limit, collect=rate, fraction=rate / limit))
+        envs.close()
+    return rows
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["kind"] == "policygrad":
+        return run_policygrad(spec)
+    if spec["kind"] == "sb3":
+        return run_sb3(spec)
+    return {"rows": rollout_table(spec["env_id"], spec["sizes"], spec["seconds"])}
+
+
+def launch(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one spec in a fresh interpreter and return its JSON result."""
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"run {spec} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"  {spec['kind']:10s} {spec.get('algo', ''):4s} {spec.get('env_id', '')} seed {spec.get('seed', '-')}: "
+          f"{_brief(result)}", file=sys.stderr, flush=True)  # fmt: skip
+    return result
+
+
+def _brief(result: dict[str, Any]) -> str:
+    if "rows" in result:
+        return f"{len(result['rows'])} sizes"
+    reached = result.get("target_reached_train_seconds")
+    return (
+        f"{result['steps_per_second']:,.0f} steps/s, {result['train_seconds']:.2f} s"
+        + (f", target at {result['target_reached_step']:,} steps / {reached:.2f} s" if reached is not None else "")
+        + f", peak RSS {result['peak_rss_mb']:.0f} MB"
+    )
+
+
+# ----- the benchmark ---------------------------------------------------------------------------------
+def side_by_side(pairs: list[tuple[str, dict[str, Any], dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
+    """For each (name, policygrad spec, sb3 spec): both libraries, seed by seed, alternating."""
+    out: dict[str, Any] = {}
+    for name, pg_spec, sb3_spec in pairs:
+        out[name] = {"policygrad": [], "sb3": [], "policygrad_config": pg_spec, "sb3_config": sb3_spec}
+        for seed in seeds:
+            out[name]["sb3"].append(launch(dict(sb3_spec, kind="sb3", seed=seed)))
+            out[name]["policygrad"].append(launch(dict(pg_spec, kind="policygrad", seed=seed)))
+    return out
+
+
+def median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if len(known) == len(values) and known else None
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(results: dict[str, Any], seeds: list[int]) -> str:
+    meta = results["machine"]
+    lines = [
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), torch {meta['torch']} "
+        f"(1 thread), Stable-Baselines3 {meta['sb3']}, gymnasium {meta['gymnasium']}; "
+        f"load average {meta['load_before']} before, {meta['load_after']} after. "
+        "Medians over seeds " + ", ".join(map(str, seeds)) + ".",
+        "",
+    ]
+    seed_cols = " | ".join(f"seed {s}" for s in seeds)
+    dashes = "|".join(["---"] * (len(seeds) + 4))
+    if "throughput" in results:
+        lines += [
+            "**1. Same work** — SB3-zoo hyperparameters in both libraries, CartPole-v1, env steps/s of training "
+            "(no evaluation). Target: policygrad ≥ 3× SB3.",
+            "",
+            f"| algorithm | library | {seed_cols} | median | policygrad / SB3 |",
+            f"|{dashes}|",
+        ]
+        for name, runs in results["throughput"].items():
+            pg = [r["steps_per_second"] for r in runs["policygrad"]]
+            sb = [r["steps_per_second"] for r in runs["sb3"]]
+            ratio = median(pg) / median(sb)
+            lines.append(f"| {name} | SB3 | " + " | ".join(fmt(v, 0) for v in sb) + f" | {fmt(median(sb), 0)} | |")
+            lines.append(
+                f"| {name} | policygrad | " + " | ".join(fmt(v, 0) for v in pg) + f" | {fmt(median(pg), 0)} | "
+                f"**{ratio:.1f}×** |"
+            )
+        lines.append("")
+    for key, title in [
+        ("solve", "**2. Time to solve CartPole-v1** — each library's own configuration (policygrad's preset, "
+         "the SB3 zoo's) until a deterministic 10-episode mean ≥ 475; evaluation every 4,096 env steps, "
+         "excluded. Training seconds (env steps). Targets: PPO ≤ 1/5 of SB3's time, A2C ≤ 1/3."),
+        ("continuous", "**3. Pendulum-v1 (mean ≥ −200) and Acrobot-v1 (≥ −100)**, PPO, same protocol. "
+         "Target: ≤ 1/3 of SB3-zoo PPO's time."),
+    ]:  # fmt: skip
+        if key not in results:
+            continue
+        lines += [title, "", f"| task | library | {seed_cols} | median | SB3 / policygrad |", f"|{dashes}|"]
+        for name, runs in results[key].items():
+            cells = {}
+            for lib in ("sb3", "policygrad"):
+                cells[lib] = [r["target_reached_train_seconds"] for r in runs[lib]]
+                text = [
+                    f"{fmt(r['target_reached_train_seconds'])} ({r['target_reached_step']:,})"
+                    if r["target_reached_step"] is not None
+                    else f"not reached ({r['env_steps']:,})"
+                    for r in runs[lib]
+                ]
+                label = "SB3 zoo" if lib == "sb3" else "policygrad preset"
+                med = median(cells[lib])
+                ratio = ""
+                if lib == "policygrad" and med and median(cells["sb3"]):
+                    ratio = f"**{median(cells['sb3']) / med:.1f}×**"
+                lines.append(f"| {name} | {label} | " + " | ".join(text) + f" | {fmt(med)} | {ratio} |")
+        lines.append("")
+    if "rollout" in results:
+        lines += [
+            "**4. Rollout collection against its ceiling** (env step + one batched policy forward, nothing else), "
+            "CartPole-v1, default (per-env seeded, synchronous) vector env, env steps/s. Target: ≥ 50 % at the "
+            "preset's 16 envs.",
+            "",
+            "| num_envs | ceiling | RolloutCollector.collect | fraction |",
+            "|---|---|---|---|",
+        ]
+        for row in results["rollout"]:
+            lines.append(
+                f"| {row['num_envs']} | {row['ceiling']:,.0f} | {row['collect']:,.0f} | {100 * row['fraction']:.0f} % |"
+            )
+        lines.append("")
+    if "solve" in results:
+        lines += [
+            "**5. Peak resident memory** of the time-to-solve runs (MB, median over seeds). Target: policygrad ≤ SB3.",
+            "",
+            "| run | SB3 | policygrad |",
+            "|---|---|---|",
+        ]
+        for name, runs in results["solve"].items():
+            sb = median([r["peak_rss_mb"] for r in runs["sb3"]])
+            pg = median([r["peak_rss_mb"] for r in runs["policygrad"]])
+            lines.append(f"| {name} | {fmt(sb, 0)} | {fmt(pg, 0)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def machine(load_before: str) -> dict[str, Any]:
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "sb3": stable_baselines3.__version__,
+        "gymnasium": gymnasium.__version__,
+        "load_before": load_before,
+    }
+
+
+def load_average() -> str:
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--out", type=Path, default=RESULTS / "vs_sb3")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+
+    results: dict[str, Any] = {"machine": machine(load_average()), "seeds": args.seeds}
+    if 1 in args.targets:
+        print("1. same work (zoo hyperparameters)", file=sys.stderr)
+        pairs = [
+            (
+                f"{algo.upper()} (zoo)",
+                dict(
+                    algo=algo,
+                    env_id="CartPole-v1",
+                    overrides=dict(
+                        ZOO_IN_POLICYGRAD[algo], total_steps=THROUGHPUT_STEPS[algo], eval_every=0, target_return=None
+                    ),
+                ),  # fmt: skip
+                dict(algo=algo, env_id="CartPole-v1", total_steps=THROUGHPUT_STEPS[algo]),
+            )
+            for algo in ("ppo", "a2c")
+        ]
+        results["throughput"] = side_by_side(pairs, args.seeds)
+    solve = [(algo, "CartPole-v1") for algo in ("ppo", "a2c")] if 2 in args.targets else []
+    other = [("ppo", env) for env in ("Pendulum-v1", "Acrobot-v1")] if 3 in args.targets else []
+    for key, tasks in (("solve", solve), ("continuous", other)):
+        if tasks:
+            print(f"{key}: time to target", file=sys.stderr)
+            pairs = [
+                (
+                    f"{algo.upper()} {env_id}",
+                    dict(
+                        algo=algo, env_id=env_id, overrides=dict(target_return=TARGETS[env_id], eval_every=EVAL_EVERY)
+                    ),
+                    dict(algo=algo, env_id=env_id, target=TARGETS[env_id], eval_every=EVAL_EVERY),
+                )
+                for algo, env_id in tasks
+            ]
+            results[key] = side_by_side(pairs, args.seeds)
+    if 4 in args.targets:
+        print("4. rollout collection against its ceiling", file=sys.stderr)
+        sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+        results["rollout"] = launch(dict(kind="rollout", env_id="CartPole-v1", sizes=sizes, seconds=1.0))["rows"]
+    results["machine"]["load_after"] = load_average()
+    text = markdown(results, args.seeds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
