@@ -81,7 +81,12 @@ def test_checkpoint_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "algo,settings,kill_after_rows",
     [
-        ("a2c", ["--steps", "12000", "--set", "checkpoint_every=7", "--set", "eval_every=3000"], 120),
+        (
+            "a2c",
+            ["--steps", "12000", "--num-envs", "8", "--set", "rollout_steps=5"]
+            + ["--set", "checkpoint_every=7", "--set", "eval_every=3000"],
+            120,
+        ),
         ("reinforce", ["--steps", "6000", "--set", "checkpoint_every=4", "--set", "eval_every=2000"], 10),
         (
             "ppo",
