@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from policygrad.agent import Agent, AgentSpec
-from policygrad.distributed.ray_backend import RayCollector, _arrays, _tensors, connect, import_ray
+from policygrad.distributed.ray_backend import RayCollector
+from policygrad.distributed.ray_workers import connect, import_ray, to_arrays, to_tensors
 from policygrad.distributed.slow_env import burn_cpu, register_slow_cartpole
 from policygrad.envs import make_envs
 from policygrad.rollout import RolloutCollector
@@ -141,7 +142,7 @@ class Receiver:
         self.params = {name: torch.empty(shape) for name, shape in shapes.items()}
 
     def load(self, weights: dict[str, Any]) -> None:
-        tensors = _tensors(weights) if isinstance(next(iter(weights.values())), np.ndarray) else weights
+        tensors = to_tensors(weights) if isinstance(next(iter(weights.values())), np.ndarray) else weights
         for name, tensor in tensors.items():
             self.params[name].copy_(tensor)
 
@@ -185,7 +186,7 @@ def broadcast_ms(ray: Any, params: int, workers: int, repeats: int, as_numpy: bo
     actor = ray.remote(Receiver).options(num_cpus=0.5)
     receivers = [actor.remote(shapes) for _ in range(workers)]
     ray.get([r.ping.remote() for r in receivers])
-    payload = (lambda: _arrays(weights)) if as_numpy else (lambda: weights)
+    payload = (lambda: to_arrays(weights)) if as_numpy else (lambda: weights)
     try:
         put = median_ms(lambda: ray.put(payload()), repeats)
 

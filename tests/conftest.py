@@ -59,3 +59,15 @@ def _one_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def sum_reference(tmp_path_factory):
+    """A small reference model for the 'sum' task (60 pretraining steps), shared by the lm tests."""
+    from policygrad.cli import main
+
+    out = tmp_path_factory.mktemp("ref") / "sum"
+    assert (
+        main(["lm", "pretrain", "sum", "--out", str(out), "--steps", "60", "--quiet", "--set", "eval_prompts=64"]) == 0
+    )
+    return out

@@ -16,15 +16,6 @@ FAST = ["--set", "max_train_seconds=none", "--set", "eval_prompts=64", "--quiet"
 TIME_COLUMNS = {"wall_time", "tokens_per_second"}
 
 
-@pytest.fixture(scope="module")
-def sum_reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ref") / "sum"
-    assert (
-        main(["lm", "pretrain", "sum", "--out", str(out), "--steps", "60", "--quiet", "--set", "eval_prompts=64"]) == 0
-    )
-    return out
-
-
 def rows(run_dir):
     with open(run_dir / "metrics.csv", newline="") as handle:
         return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in csv.DictReader(handle)]

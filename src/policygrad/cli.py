@@ -7,7 +7,6 @@ bad input never shows a traceback, and always exits non-zero.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import json
 import sys
@@ -21,6 +20,17 @@ RAY_FLAGS = ("backend", "workers", "ray_address", "worker_cpus", "rollout_timeou
 
 #: Commands added by later parts of the package: name → module with ``register(subparsers)``.
 EXTENSIONS = ("policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--backend ray`` options (``RAY_FLAGS``), shared by ``train`` and ``lm train``."""
+    ray = parser.add_argument_group("distributed rollouts (docs/distributed.md)")
+    ray.add_argument("--backend", choices=("local", "ray"), help="collect rollouts in-process (default) or on Ray")
+    ray.add_argument("--workers", type=int, metavar="N", help="Ray rollout workers (default 2)")
+    ray.add_argument("--ray-address", metavar="auto|HOST:PORT", help="join this Ray cluster (default: a private one)")
+    ray.add_argument("--worker-cpus", type=float, help="CPUs reserved per worker (default 1; fractions allowed)")
+    ray.add_argument("--rollout-timeout", type=float, metavar="SECONDS", help="a silent worker counts as hung")
+    ray.add_argument("--max-worker-restarts", type=int, metavar="K", help="recreate a failed worker K times (0)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,7 +120,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from policygrad.algorithms import ADDS, ALGORITHMS
-    from policygrad.config import list_presets, load_preset
+    from policygrad.config import list_presets, listed_fields, load_preset
 
     presets = list_presets()
     if args.json:
@@ -127,7 +137,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, module in ALGORITHMS.items():
         print(f"{name}: {ADDS[name]}")
         print(f"  presets: {', '.join(presets.get(name, [])) or '(none)'}")
-        for f in dataclasses.fields(module.Config):
+        for f in listed_fields(module.Config):
             if f.name == "env_id":
                 continue
             default = getattr(module.Config(), f.name)
@@ -158,13 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--target-return", type=float, help="stop once a deterministic evaluation reaches this")
     train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
-    ray = train.add_argument_group("distributed rollouts (docs/distributed.md)")
-    ray.add_argument("--backend", choices=("local", "ray"), help="collect rollouts in-process (default) or on Ray")
-    ray.add_argument("--workers", type=int, metavar="N", help="Ray rollout workers (default 2)")
-    ray.add_argument("--ray-address", metavar="auto|HOST:PORT", help="join this Ray cluster (default: a private one)")
-    ray.add_argument("--worker-cpus", type=float, help="CPUs reserved per worker (default 1; fractions allowed)")
-    ray.add_argument("--rollout-timeout", type=float, metavar="SECONDS", help="a silent worker counts as hung")
-    ray.add_argument("--max-worker-restarts", type=int, metavar="K", help="recreate a failed worker K times (0)")
+    add_backend_arguments(train)
     train.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a run's policy deterministically")

@@ -46,7 +46,23 @@ def _checked(default: Any, check: Any = None, allowed: str = "", help: str = "")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class RolloutBackendOptions:
+    """Where rollouts are collected (docs/distributed.md); none of these changes the results.
+
+    Shared by the Gymnasium configs (a shard of the environments per worker) and the
+    language-model configs (a shard of each update's responses per worker).
+    """
+
+    backend: str = _checked("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
+    workers: int = _checked(2, _positive, "> 0", "Ray rollout workers, each with a contiguous shard of the batch")
+    ray_address: str | None = _checked(None, help="Ray cluster: auto or HOST:PORT (None: a private local Ray)")
+    worker_cpus: float = _checked(1.0, _positive, "> 0", "CPUs reserved per Ray worker (fractions allowed)")
+    rollout_timeout: float = _checked(300.0, _positive, "> 0", "seconds before a silent Ray worker counts as hung")
+    max_worker_restarts: int = _checked(0, _non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
+
+
+@dataclass(frozen=True)
+class TrainConfig(RolloutBackendOptions):
     """Settings shared by every algorithm: the environment, the budget, the network, logging."""
 
     env_id: str = _checked("CartPole-v1", help="Gymnasium environment id")
@@ -87,13 +103,6 @@ class TrainConfig:
     fused: bool = _checked(
         True, help="fused actor-critic update (policygrad.fast); false: the autograd reference, equal up to rounding"
     )
-    # Where rollouts are collected (docs/distributed.md); none of these changes the results.
-    backend: str = _checked("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
-    workers: int = _checked(2, _positive, "> 0", "Ray rollout workers, each stepping a contiguous shard of the envs")
-    ray_address: str | None = _checked(None, help="Ray cluster: auto or HOST:PORT (None: a private local Ray)")
-    worker_cpus: float = _checked(1.0, _positive, "> 0", "CPUs reserved per Ray worker (fractions allowed)")
-    rollout_timeout: float = _checked(300.0, _positive, "> 0", "seconds before a silent Ray worker counts as hung")
-    max_worker_restarts: int = _checked(0, _non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -121,6 +130,13 @@ def validate_fields(cfg: Any) -> None:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise PolicygradError(f"invalid {f.name} = {value!r}: must be finite")
+
+
+def listed_fields(cls: type) -> list[dataclasses.Field]:
+    """A config's fields in the order ``list`` commands show them: the rollout-backend options last."""
+    backend = {f.name for f in dataclasses.fields(RolloutBackendOptions)}
+    every = dataclasses.fields(cls)
+    return [f for f in every if f.name not in backend] + [f for f in every if f.name in backend]
 
 
 def field_docs(cls: type) -> dict[str, str]:

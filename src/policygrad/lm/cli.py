@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from policygrad.cli import RAY_FLAGS
     from policygrad.config import build_config
     from policygrad.lm.algorithms import get_algorithm
     from policygrad.lm.tasks import get_task
@@ -47,7 +47,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     get_task(args.task)
     values = _overrides(args)
     values["task"] = args.task
-    for flag, key in (("seed", "seed"), ("updates", "updates"), ("kl_coef", "kl_coef")):
+    for flag, key in (("seed", "seed"), ("updates", "updates"), ("kl_coef", "kl_coef"), *((f, f) for f in RAY_FLAGS)):
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
     try:
@@ -98,13 +98,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from policygrad.config import listed_fields
     from policygrad.lm.algorithms import ADDS, ALGORITHMS
     from policygrad.lm.tasks import TASKS
 
     for name, module in ALGORITHMS.items():
         print(f"{name}: {ADDS[name]}")
         defaults = module.Config()
-        for f in dataclasses.fields(module.Config):
+        for f in listed_fields(module.Config):
             doc = f.metadata.get("help", "")
             print(f"  {f.name} = {getattr(defaults, f.name)!r}" + (f"  # {doc}" if doc else ""))
         print()
@@ -115,6 +116,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``policygrad lm`` and its subcommands to the main parser's ``subparsers``."""
+    from policygrad.cli import add_backend_arguments
+
     lm = subparsers.add_parser("lm", help="language-model policies: pretrain, RL fine-tuning, sampling")
     sub = lm.add_subparsers(dest="lm_command", metavar="LM_COMMAND", parser_class=type(lm))
     lm.set_defaults(func=lambda _args: (lm.print_help(), 0)[1])
@@ -141,6 +144,7 @@ def register(subparsers: Any) -> None:
     train.add_argument("--vocab-size", type=int, help="vocabulary of the reference pretrained when --ref is absent")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
     train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    add_backend_arguments(train)
     train.set_defaults(func=_cmd_train)
 
     res = sub.add_parser("resume", help="continue an lm run from its last checkpoint")

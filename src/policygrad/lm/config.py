@@ -6,7 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from policygrad.config import _checked, _non_negative, _positive, validate_fields
+from policygrad.config import RolloutBackendOptions, _checked, _non_negative, _positive, validate_fields
+from policygrad.errors import PolicygradError
 
 
 def _kl_place(v: Any) -> bool:
@@ -18,7 +19,7 @@ def _reduction(v: Any) -> bool:
 
 
 @dataclass(frozen=True)
-class LMTrainConfig:
+class LMTrainConfig(RolloutBackendOptions):
     """Settings every token algorithm shares: the task, the batch, the optimiser, the KL penalty, logging.
 
     Each algorithm's config extends the previous step's (REINFORCE → RLOO → GRPO → PPO).
@@ -58,6 +59,14 @@ class LMTrainConfig:
 
     def validate(self) -> None:
         """Cross-field checks; algorithms override and call super()."""
+        if self.backend == "ray":  # refused now, not after pretraining a reference
+            import importlib.util
+
+            from policygrad.lm.ray_sampling import check_layout
+
+            if importlib.util.find_spec("ray") is None:
+                raise PolicygradError("--backend ray needs Ray, an optional extra: pip install 'policygrad[ray]'")
+            check_layout(self.batch_size, self.workers)
 
     @property
     def batch_size(self) -> int:

@@ -28,7 +28,7 @@ from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.lm.algorithms import get_algorithm
 from policygrad.lm.checkpoint import load_latest_lm, save_lm_checkpoint
-from policygrad.lm.generation import generate, sampling_uniforms, score
+from policygrad.lm.generation import Samples, generate, sampling_uniforms, score
 from policygrad.lm.losses import sequence_kl
 from policygrad.lm.metrics import LMMetricsLog
 from policygrad.lm.model import read_model_config
@@ -69,6 +69,7 @@ class LMTrainer:
         self.update = 0
         self.counters: dict[str, Any] = {"tokens": 0, "train_seconds": 0.0, "pretrain_seconds": 0.0}
         self.history: list[dict[str, Any]] = []
+        self._ray_sampler: Any = None  # Ray workers while run() runs with backend = "ray"
 
     # ----- construction ----------------------------------------------------------------
     @classmethod
@@ -183,6 +184,8 @@ class LMTrainer:
         stop_reason = "budget"
         last_saved = self.update
         try:
+            if cfg.backend == "ray" and self.update < cfg.updates:
+                self._start_ray_sampler()
             with progress:
                 bar = progress.add_task(f"lm {self.algo_name} {cfg.task}", total=cfg.updates, completed=self.update)
                 while self.update < cfg.updates:
@@ -207,6 +210,10 @@ class LMTrainer:
                 f"update {self.update + 1}: {err}; training stopped and the last good checkpoint (update "
                 f"{last_saved}) is kept — lower learning_rate, then resume"
             ) from None
+        except BaseException:  # a worker fault, an interrupt: the workers (and a private Ray) stop too
+            self._stop_ray_sampler()
+            raise
+        self._stop_ray_sampler()
         if last_saved != self.update:
             self._save()
         summary = self._finish(stop_reason)
@@ -223,7 +230,7 @@ class LMTrainer:
         prompts = task.prompts(cfg.prompts_per_update, generator).repeat_interleave(cfg.samples_per_prompt, dim=0)
         group_ids = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
         uniforms = sampling_uniforms(generator, prompts.shape[0], task.response_length)
-        samples = generate(self.policy, prompts, task.response_length, uniforms, task.stop_at_eos)
+        samples = self._sample(prompts, task.response_length, uniforms, task.stop_at_eos)
         scores = task.reward(prompts, samples.responses)
         with torch.no_grad():
             ref_log_probs = score(self.reference, prompts, samples.responses).log_probs
@@ -246,6 +253,22 @@ class LMTrainer:
             "learning_rate": lr,
             "tokens_per_second": tokens / max(elapsed, 1e-9),
         }
+
+    def _sample(self, prompts: torch.Tensor, length: int, uniforms: torch.Tensor, stop_at_eos: bool) -> Samples:
+        """The update's responses: sampled here, or by Ray workers with ``backend = "ray"`` (the same bits)."""
+        if self._ray_sampler is None:
+            return generate(self.policy, prompts, length, uniforms, stop_at_eos)
+        return self._ray_sampler.generate(prompts, length, uniforms, stop_at_eos)
+
+    def _start_ray_sampler(self) -> None:
+        from policygrad.lm.ray_sampling import RaySampler  # Ray is imported only here
+
+        self._ray_sampler = RaySampler(self.policy, self.cfg)
+
+    def _stop_ray_sampler(self) -> None:
+        if self._ray_sampler is not None:
+            self._ray_sampler.close()
+            self._ray_sampler = None
 
     def seconds_used(self) -> float:
         """Training seconds so far, plus the reference's pretraining when this run did it (the time budget)."""
@@ -336,7 +359,9 @@ class LMTrainer:
         return summary
 
     def close(self) -> None:
+        """Close the metrics log, and stop the Ray workers if any."""
         self.log.close()
+        self._stop_ray_sampler()
 
 
 def _mean(values: list[float]) -> float | None:
