@@ -280,20 +280,44 @@ def _brief(result: dict[str, Any]) -> str:
 
 
 # ----- the benchmark ---------------------------------------------------------------------------------
-def side_by_side(pairs: list[tuple[str, dict[str, Any], dict[str, Any]]], seeds: list[int]) -> dict[str, Any]:
-    """For each (name, policygrad spec, sb3 spec): both libraries, seed by seed, alternating."""
+def side_by_side(
+    pairs: list[tuple[str, dict[str, Any], dict[str, Any]]], seeds: list[int], native: bool = False
+) -> dict[str, Any]:
+    """For each (name, policygrad spec, sb3 spec): both libraries, seed by seed, alternating.
+
+    With ``native``, policygrad also runs each seed on Gymnasium's native vectorised
+    CartPole (``vectorization = "native"``; the same hyperparameters).
+    """
     out: dict[str, Any] = {}
     for name, pg_spec, sb3_spec in pairs:
         out[name] = {"policygrad": [], "sb3": [], "policygrad_config": pg_spec, "sb3_config": sb3_spec}
+        native_spec = dict(pg_spec, overrides=dict(pg_spec.get("overrides", {}), vectorization="native"))
+        if native:
+            out[name]["policygrad_native"] = []
         for seed in seeds:
             out[name]["sb3"].append(launch(dict(sb3_spec, kind="sb3", seed=seed)))
             out[name]["policygrad"].append(launch(dict(pg_spec, kind="policygrad", seed=seed)))
+            if native:
+                out[name]["policygrad_native"].append(launch(dict(native_spec, kind="policygrad", seed=seed)))
     return out
 
 
 def median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return statistics.median(known) if len(known) == len(values) and known else None
+
+
+def median_time_to_target(runs: list[dict[str, Any]]) -> tuple[float | None, bool]:
+    """Median training seconds to the target, a run that never reached it counting as slower than any.
+
+    Returns ``(seconds, exact)``: with ``exact`` False the median run did not reach the target, and
+    ``seconds`` (its whole training time) is only a lower bound.
+    """
+    reached = sorted(r["target_reached_train_seconds"] for r in runs if r["target_reached_step"] is not None)
+    unreached = sorted(r["train_seconds"] for r in runs if r["target_reached_step"] is None)
+    ordered = [(v, True) for v in reached] + [(v, False) for v in unreached]
+    # odd counts: the middle; even counts: the upper middle, so an unreached run is never averaged away
+    return ordered[len(ordered) // 2]
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -309,6 +333,13 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
         "Medians over seeds " + ", ".join(map(str, seeds)) + ".",
         "",
     ]
+    if "rerun" in meta:
+        again = meta["rerun"]
+        lines[-1:] = [
+            f"Targets {', '.join(map(str, meta.get('rerun_targets', [])))} measured again {again['date']} "
+            f"(load average {again['load_before']} before, {again.get('load_after', '?')} after).",
+            "",
+        ]
     seed_cols = " | ".join(f"seed {s}" for s in seeds)
     dashes = "|".join(["---"] * (len(seeds) + 4))
     if "throughput" in results:
@@ -320,14 +351,17 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
             f"|{dashes}|",
         ]
         for name, runs in results["throughput"].items():
-            pg = [r["steps_per_second"] for r in runs["policygrad"]]
             sb = [r["steps_per_second"] for r in runs["sb3"]]
-            ratio = median(pg) / median(sb)
             lines.append(f"| {name} | SB3 | " + " | ".join(fmt(v, 0) for v in sb) + f" | {fmt(median(sb), 0)} | |")
-            lines.append(
-                f"| {name} | policygrad | " + " | ".join(fmt(v, 0) for v in pg) + f" | {fmt(median(pg), 0)} | "
-                f"**{ratio:.1f}×** |"
-            )
+            for key, label in (("policygrad", "policygrad"), ("policygrad_native", "policygrad, native vector env")):
+                if key not in runs:
+                    continue
+                pg = [r["steps_per_second"] for r in runs[key]]
+                ratio = median(pg) / median(sb)
+                lines.append(
+                    f"| {name} | {label} | " + " | ".join(fmt(v, 0) for v in pg) + f" | {fmt(median(pg), 0)} | "
+                    f"**{ratio:.1f}×** |"
+                )
         lines.append("")
     for key, title in [
         ("solve", "**2. Time to solve CartPole-v1** — each library's own configuration (policygrad's preset, "
@@ -340,21 +374,22 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
             continue
         lines += [title, "", f"| task | library | {seed_cols} | median | SB3 / policygrad |", f"|{dashes}|"]
         for name, runs in results[key].items():
-            cells = {}
+            medians = {lib: median_time_to_target(runs[lib]) for lib in ("sb3", "policygrad")}
             for lib in ("sb3", "policygrad"):
-                cells[lib] = [r["target_reached_train_seconds"] for r in runs[lib]]
                 text = [
                     f"{fmt(r['target_reached_train_seconds'])} ({r['target_reached_step']:,})"
                     if r["target_reached_step"] is not None
-                    else f"not reached ({r['env_steps']:,})"
+                    else f"not reached ({fmt(r['train_seconds'])} s, {r['env_steps']:,})"
                     for r in runs[lib]
                 ]
                 label = "SB3 zoo" if lib == "sb3" else "policygrad preset"
-                med = median(cells[lib])
+                (med, exact) = medians[lib]
+                med_text = fmt(med) if exact else f"> {fmt(med)}"
                 ratio = ""
-                if lib == "policygrad" and med and median(cells["sb3"]):
-                    ratio = f"**{median(cells['sb3']) / med:.1f}×**"
-                lines.append(f"| {name} | {label} | " + " | ".join(text) + f" | {fmt(med)} | {ratio} |")
+                if lib == "policygrad" and exact:
+                    sb3_med, sb3_exact = medians["sb3"]
+                    ratio = f"**{'≥ ' if not sb3_exact else ''}{sb3_med / med:.1f}×**"
+                lines.append(f"| {name} | {label} | " + " | ".join(text) + f" | {med_text} | {ratio} |")
         lines.append("")
     if "rollout" in results:
         lines += [
@@ -418,13 +453,30 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--out", type=Path, default=RESULTS / "vs_sb3")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the other targets' results already in --out's JSON (same seeds)"
+    )
+    parser.add_argument("--report", action="store_true", help="only re-render the Markdown table from --out's JSON")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    if args.report:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        text = markdown(saved, saved["seeds"])
+        args.out.with_suffix(".md").write_text(text + "\n")
+        print(text)
+        return
 
     results: dict[str, Any] = {"machine": machine(load_average()), "seeds": args.seeds}
+    if args.merge and args.out.with_suffix(".json").exists():
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        if saved.get("seeds") != args.seeds:
+            raise SystemExit(f"--merge: the saved results have seeds {saved.get('seeds')}, not {args.seeds}")
+        results = dict(saved, machine=dict(saved["machine"], rerun=results["machine"]))
+    if "rerun" in results["machine"]:
+        results["machine"]["rerun_targets"] = args.targets
     if 1 in args.targets:
         print("1. same work (zoo hyperparameters)", file=sys.stderr)
         pairs = [
@@ -441,7 +493,7 @@ def main() -> None:
             )
             for algo in ("ppo", "a2c")
         ]
-        results["throughput"] = side_by_side(pairs, args.seeds)
+        results["throughput"] = side_by_side(pairs, args.seeds, native=True)
     solve = [(algo, "CartPole-v1") for algo in ("ppo", "a2c")] if 2 in args.targets else []
     other = [("ppo", env) for env in ("Pendulum-v1", "Acrobot-v1")] if 3 in args.targets else []
     for key, tasks in (("solve", solve), ("continuous", other)):
@@ -462,7 +514,7 @@ def main() -> None:
         print("4. rollout collection against its ceiling", file=sys.stderr)
         sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
         results["rollout"] = launch(dict(kind="rollout", env_id="CartPole-v1", sizes=sizes, seconds=1.0))["rows"]
-    results["machine"]["load_after"] = load_average()
+    (results["machine"].get("rerun") or results["machine"])["load_after"] = load_average()
     text = markdown(results, args.seeds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))

@@ -73,7 +73,8 @@ class TrainConfig(RolloutBackendOptions):
         "auto",
         lambda v: v in ("auto", "native", "sync", "async"),
         "auto, native, sync or async",
-        "vector env: Gymnasium's native one where it exists (auto), sync, or async subprocesses",
+        "vector env: sync, one env per index seeded seed + i (auto); async subprocesses; or native, Gymnasium's "
+        "vectorised implementation where one exists (CartPole: faster, one shared random generator)",
     )
     hidden_sizes: tuple[int, ...] = _checked(
         (64, 64), lambda v: len(v) > 0 and all(h > 0 for h in v), "positive sizes", "MLP hidden layer sizes"
