@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -33,6 +33,8 @@ STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ENVS_FILE = "envs.pkl"
+
+CheckpointT = TypeVar("CheckpointT", bound="StoredCheckpoint")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -77,35 +79,33 @@ def _restore_optimizer(
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def save_checkpoint(
+def write_checkpoint(
     run_dir: Path,
     update: int,
-    agent: Agent,
+    model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
-    env_blob: bytes | None,
+    files: dict[str, bytes] | None = None,
     keep: int = 3,
 ) -> Path:
-    """Write checkpoint ``update`` atomically, point ``latest`` at it, prune old ones."""
+    """Write checkpoint ``update`` atomically, point ``latest`` at it, prune all but ``keep``.
+
+    Writes ``model``'s weights, ``optimizer``'s tensors, ``state`` (plus the update, the
+    optimiser's scalars and torch's RNG state) and any extra ``files`` (name → bytes).
+    Shared by the Gymnasium trainer and the language-model trainer.
+    """
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"update_{update:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp_update_{update:07d}_"))
     try:
-        save_file({k: v.detach().clone().contiguous() for k, v in agent.state_dict().items()}, str(tmp / MODEL_FILE))
+        save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
         opt_tensors, opt_meta = _optimizer_tensors(optimizer)
         save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
-        full_state = dict(
-            state,
-            update=update,
-            optimizer=opt_meta,
-            agent_spec=agent.spec.to_dict(),
-            rng={"torch": torch.get_rng_state().tolist()},
-            env_state_saved=env_blob is not None,
-        )
+        full_state = dict(state, update=update, optimizer=opt_meta, rng={"torch": torch.get_rng_state().tolist()})
         (tmp / STATE_FILE).write_text(json.dumps(full_state))
-        if env_blob is not None:
-            (tmp / ENVS_FILE).write_bytes(env_blob)
+        for name, data in (files or {}).items():
+            (tmp / name).write_bytes(data)
         for child in tmp.iterdir():
             with open(child, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -119,6 +119,21 @@ def save_checkpoint(
     for old in sorted(p for p in root.iterdir() if p.name.startswith("update_"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def save_checkpoint(
+    run_dir: Path,
+    update: int,
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    env_blob: bytes | None,
+    keep: int = 3,
+) -> Path:
+    """A training run's checkpoint: :func:`write_checkpoint` plus the agent's architecture and the envs."""
+    full_state = dict(state, agent_spec=agent.spec.to_dict(), env_state_saved=env_blob is not None)
+    files = {ENVS_FILE: env_blob} if env_blob is not None else None
+    return write_checkpoint(run_dir, update, agent, optimizer, full_state, files, keep)
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
@@ -136,8 +151,8 @@ def checkpoint_dirs(run_dir: Path) -> list[Path]:
     return found
 
 
-class Checkpoint:
-    """A loaded checkpoint: its JSON state, agent weights, optimiser tensors, env blob."""
+class StoredCheckpoint:
+    """A checkpoint folder as written by :func:`write_checkpoint`: JSON state, weights, optimiser tensors."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -147,6 +162,36 @@ class Checkpoint:
             self.optimizer = load_file(str(path / OPTIMIZER_FILE))
         except (OSError, ValueError, SafetensorError) as err:
             raise PolicygradError(f"checkpoint {path} is corrupt or incomplete ({type(err).__name__}: {err})") from None
+
+    def restore_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        _restore_optimizer(optimizer, self.optimizer, self.state["optimizer"])
+
+    def restore_rng(self) -> None:
+        torch.set_rng_state(torch.tensor(self.state["rng"]["torch"], dtype=torch.uint8))
+
+
+def newest_readable(run_dir: Path, kind: type[CheckpointT], what: str) -> CheckpointT:
+    """The newest checkpoint of ``run_dir`` that loads as ``kind``; older ones if the newest is damaged.
+
+    ``what`` completes "is it a … run folder?" in the error for a folder without checkpoints.
+    """
+    candidates = checkpoint_dirs(run_dir)
+    if not candidates:
+        raise PolicygradError(f"{run_dir} has no checkpoints (is it a {what} run folder?)")
+    errors = []
+    for path in candidates:
+        try:
+            return kind(path)
+        except PolicygradError as err:
+            errors.append(str(err))
+    raise PolicygradError(f"no readable checkpoint in {run_dir}: {errors[0]}")
+
+
+class Checkpoint(StoredCheckpoint):
+    """A training run's checkpoint: also the agent's architecture and the pickled envs."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
         env_file = path / ENVS_FILE
         self.env_blob = env_file.read_bytes() if env_file.is_file() else None
 
@@ -159,12 +204,6 @@ class Checkpoint:
             raise PolicygradError(f"checkpoint {self.path} does not match its architecture: {err}") from None
         return agent
 
-    def restore_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
-        _restore_optimizer(optimizer, self.optimizer, self.state["optimizer"])
-
-    def restore_rng(self) -> None:
-        torch.set_rng_state(torch.tensor(self.state["rng"]["torch"], dtype=torch.uint8))
-
 
 def load_latest(run_dir: Path) -> Checkpoint:
     """The newest readable checkpoint of a run; falls back to older ones if the newest is damaged."""
@@ -173,13 +212,4 @@ def load_latest(run_dir: Path) -> Checkpoint:
         raise PolicygradError(
             f"run folder {run_dir} does not exist (train first: policygrad train ALGO ENV_ID --out {run_dir})"
         )
-    candidates = checkpoint_dirs(run_dir)
-    if not candidates:
-        raise PolicygradError(f"{run_dir} has no checkpoints (is it a policygrad run folder?)")
-    errors = []
-    for path in candidates:
-        try:
-            return Checkpoint(path)
-        except PolicygradError as err:
-            errors.append(str(err))
-    raise PolicygradError(f"no readable checkpoint in {run_dir}: {errors[0]}")
+    return newest_readable(run_dir, Checkpoint, "policygrad")

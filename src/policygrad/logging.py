@@ -56,12 +56,19 @@ class MetricsLog:
     """
 
     tensorboard_interval = 0.1
+    #: The CSV's columns, in order.
+    columns: list[str] = COLUMNS
+    #: The column TensorBoard uses as its step, and the TensorBoard tag prefix.
+    step_column = "env_step"
+    tag_prefix = "train"
+    #: Columns that are counters, not curves: left out of TensorBoard.
+    counters: tuple[str, ...] = ("update", "env_step")
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
         self.path = run_dir / "metrics.csv"
         new = not self.path.exists()
         self.handle = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=COLUMNS, extrasaction="ignore")
+        self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
         if new:
             self.writer.writeheader()
             self.handle.flush()
@@ -73,22 +80,23 @@ class MetricsLog:
         self._tb_last = float("-inf")
         self._tb_pending: dict[str, Any] | None = None
 
-    @staticmethod
-    def truncate(run_dir: Path, last_update: int) -> None:
-        """Keep only rows with ``update <= last_update`` (atomically)."""
+    @classmethod
+    def truncate(cls, run_dir: Path, last_update: int) -> list[dict[str, str]]:
+        """Keep only rows with ``update <= last_update`` (atomically); returns them."""
         path = run_dir / "metrics.csv"
         if not path.exists():
-            return
+            return []
         with open(path, newline="") as handle:
             rows = [r for r in csv.DictReader(handle) if r.get("update") and int(r["update"]) <= last_update]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\r\n")
+        writer = csv.DictWriter(buffer, fieldnames=cls.columns, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(rows)
         write_atomic(path, buffer.getvalue().encode())
+        return rows
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: _format(row.get(k)) for k in COLUMNS})
+        self.writer.writerow({k: _format(row.get(k)) for k in self.columns})
         self.handle.flush()
         if self.tb is not None:
             now = time.monotonic()
@@ -102,14 +110,14 @@ class MetricsLog:
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         values = [
-            Summary.Value(tag=f"train/{key}", simple_value=float(value))
+            Summary.Value(tag=f"{self.tag_prefix}/{key}", simple_value=float(value))
             for key, value in row.items()
-            if key not in ("update", "env_step")
+            if key not in self.counters
             and isinstance(value, (int, float))
             and not (isinstance(value, float) and math.isnan(value))
         ]
         # One event per row holding every scalar: what add_scalar writes, at a tenth of its cost.
-        self.tb._get_file_writer().add_summary(Summary(value=values), int(row["env_step"]))
+        self.tb._get_file_writer().add_summary(Summary(value=values), int(row[self.step_column]))
 
     def close(self) -> None:
         self.handle.close()
