@@ -8,7 +8,7 @@ Everything runs on this machine with a private Ray instance started the way
 
 1. ``ray.init`` wall time and the resident memory of Ray's processes;
 2. an actor round trip, and the time one rollout update takes on CartPole-v1 (8 envs x 5
-   steps, the A2C preset) in-process vs on 1 and 2 workers — the per-update overhead;
+   steps, the A2C layout of SB3's zoo) in-process vs on 1 and 2 workers — the per-update overhead;
 3. collection throughput on a slow CartPole (:mod:`policygrad.distributed.slow_env`, ~1 ms
    of CPU per step) in-process vs on 1 and 2 workers, for short and long rollouts;
 4. the weight broadcast per update (``ray.put`` + every worker loading the weights) against
