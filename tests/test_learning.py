@@ -33,14 +33,14 @@ def test_every_algorithm_learns_cartpole(tmp_path, algo, threshold, budget):
 
 
 @pytest.mark.slow
-def test_ppo_improves_pendulum_clearly(tmp_path):
-    # The preset anneals its learning rate over 150k steps; over this shorter budget a constant rate learns faster.
-    _, history = policygrad.train(
-        "ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0, total_steps=40_000, anneal_lr=False
-    )
+def test_ppo_solves_pendulum_with_its_preset(tmp_path):
+    # The preset stops at a deterministic evaluation >= -200 (seed 0: after 33,624 env steps;
+    # an untrained policy scores about -1,200 to -1,500 on these evaluation episodes).
+    agent, history = policygrad.train("ppo", "Pendulum-v1", out=tmp_path / "pend", seed=0)
     evaluations = [row["eval_return_mean"] for row in history if row.get("eval_return_mean") is not None]
-    # The untrained policy scores about -1200 to -1500 on the fixed evaluation episodes.
-    assert evaluations[0] < -900 and evaluations[-1] > -700, evaluations
+    assert evaluations[-1] >= -200 and history[-1]["env_step"] <= 40_000, (evaluations, history[-1]["env_step"])
+    # Fresh episodes with other start states agree that it swings up and balances.
+    assert evaluate(agent, "Pendulum-v1", episodes=10, seed=123).mean() >= -300
 
 
 def test_truncation_bootstraps_value_to_one_over_one_minus_gamma(tmp_path):
