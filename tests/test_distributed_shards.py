@@ -1,6 +1,7 @@
 """Sharded collection without Ray: shards concatenated in env order equal the single-process rollout, bit for bit."""
 
 import collections
+import time
 from dataclasses import fields
 
 import pytest
@@ -16,6 +17,7 @@ from policygrad.distributed.shards import (
     shard_ranges,
 )
 from policygrad.envs import make_envs
+from policygrad.errors import PolicygradError
 from policygrad.rollout import Rollout, RolloutCollector
 
 
@@ -152,3 +154,15 @@ def test_ray_backend_without_ray_installed_says_how_to_install(monkeypatch, caps
     code = main(["train", "a2c", "CartPole-v1", "--backend", "ray", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 1 and "pip install 'policygrad[ray]'" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unreachable_ray_address_fails_in_seconds_with_one_line():
+    from policygrad.distributed.ray_workers import check_reachable
+
+    start = time.monotonic()
+    with pytest.raises(PolicygradError, match=r"could not reach the Ray cluster at '127\.0\.0\.1:1' .*head"):
+        check_reachable("127.0.0.1:1")
+    with pytest.raises(PolicygradError, match=r"--ray-address 'garbage' is not auto or HOST:PORT"):
+        check_reachable("garbage")
+    check_reachable("auto")  # left to Ray
+    assert time.monotonic() - start < 10

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import time
 import warnings
@@ -72,6 +73,7 @@ def connect(ray: Any, address: str | None) -> bool:
         # learner's priority (0) — else any other load on the machine starves them.
         ray.init(address="local", include_dashboard=False, _system_config={"worker_niceness": 0}, **kwargs)
         return True
+    check_reachable(address)
     try:
         ray.init(address=address, **kwargs)
     except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -81,6 +83,26 @@ def connect(ray: Any, address: str | None) -> bool:
             "do RAY_AUTH_MODE and the token match the cluster's? (see docs/distributed.md)"
         ) from None
     return False
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one line, when nothing listens at ``HOST:PORT``.
+
+    Ray itself retries an unreachable head for minutes, printing warnings. ``auto`` (and
+    ``ray://`` client addresses) are left to Ray.
+    """
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise PolicygradError(f"--ray-address {address!r} is not auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise PolicygradError(
+            f"could not reach the Ray cluster at {address!r} ({err.strerror or type(err).__name__}) — is "
+            "'ray start --head' running there, and is the port open from this machine? (see docs/distributed.md)"
+        ) from None
 
 
 def check_resources(ray: Any, workers: int, worker_cpus: float) -> None:

@@ -101,6 +101,11 @@ class LMTrainer:
             vocab_size = own
         vocab_size = vocab_size or 16
         task = get_task(cfg.task, vocab_size)
+        if cfg.backend == "ray":  # an unreachable cluster is reported now, not after pretraining
+            from policygrad.distributed.ray_workers import check_reachable, ray_address
+
+            if (address := ray_address(cfg.ray_address)) is not None:
+                check_reachable(address)
         torch.set_num_threads(cfg.threads)
         run_dir.mkdir(parents=True, exist_ok=True)
         self = cls(algo, cfg, run_dir, task, quiet)
