@@ -69,3 +69,36 @@ def test_async_run_resumes_with_restarted_episodes(tmp_path):
     proc = subprocess.run([*base, "resume", str(run_dir), "--steps", "800"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "episodes restart on resume" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "env_id,vectorization", [("CartPole-v1", "sync"), ("CartPole-v1", "native"), ("Pendulum-v1", "sync")]
+)
+def test_episode_statistics_equal_gymnasiums_record_episode_statistics(env_id, vectorization):
+    """policygrad's lean EpisodeStatistics reports what Gymnasium's RecordEpisodeStatistics does, step for step."""
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    from policygrad.envs import EpisodeStatistics, make_envs, reset_seeds
+
+    ours, _ = make_envs(env_id, 4, vectorization)
+    assert isinstance(ours, EpisodeStatistics)
+    theirs = RecordEpisodeStatistics(make_envs(env_id, 4, vectorization)[0].env)
+    seeds = reset_seeds(vectorization, 3, 4)
+    ours.reset(seed=seeds)
+    theirs.reset(seed=seeds)
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(700):
+        actions = np.stack([ours.single_action_space.sample() for _ in range(4)])
+        if env_id == "Pendulum-v1":
+            actions = rng.uniform(-2, 2, size=(4, 1)).astype(np.float32)
+        a, b = ours.step(actions), theirs.step(actions)
+        for x, y in zip(a[:4], b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert ("episode" in a[4]) == ("episode" in b[4])
+        if "episode" in a[4]:
+            ended += int(a[4]["_episode"].sum())
+            np.testing.assert_array_equal(a[4]["_episode"], b[4]["_episode"])
+            np.testing.assert_array_equal(a[4]["episode"]["r"], b[4]["episode"]["r"])
+            np.testing.assert_array_equal(a[4]["episode"]["l"], b[4]["episode"]["l"])
+    assert ended >= 4  # episodes did end (CartPole by failing, Pendulum by its 200-step limit)

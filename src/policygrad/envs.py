@@ -5,7 +5,7 @@ mode of its native CartPole): the step after an episode ends is a reset step who
 action is ignored. The rollout masks those steps out and reads the true final
 observation of a truncated episode from the step that ended it.
 
-Wrapper stack, innermost first: the vector env → RecordEpisodeStatistics (raw episodic
+Wrapper stack, innermost first: the vector env → :class:`EpisodeStatistics` (raw episodic
 returns) → NormalizeObservation → NormalizeReward (both optional).
 """
 
@@ -23,6 +23,44 @@ from gymnasium.wrappers import vector as vector_wrappers
 from policygrad.errors import PolicygradError, suggest
 
 VECTORIZATIONS = ("auto", "native", "sync", "async")
+
+
+class EpisodeStatistics(gym.vector.VectorWrapper):
+    """Raw episodic returns and lengths of a NEXT_STEP vector env, in ``info["episode"]``.
+
+    The same ``info["episode"]["r"|"l"]`` and ``info["_episode"]`` as Gymnasium's
+    ``RecordEpisodeStatistics`` (tested equal), without its wall-clock times and queues:
+    four array operations per step instead of about fifteen, which is a third of an
+    8-env CartPole step's cost. A reset step (the step after an episode ended) counts
+    towards no episode.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self.episode_returns = np.zeros(self.num_envs)
+        self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.prev_dones = np.zeros(self.num_envs, dtype=bool)
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self.episode_returns = np.zeros(self.num_envs)
+        self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.prev_dones = np.zeros(self.num_envs, dtype=bool)
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        counting = ~self.prev_dones
+        self.episode_returns = np.where(counting, self.episode_returns + rewards, 0.0)
+        self.episode_lengths = np.where(counting, self.episode_lengths + 1, 0)
+        self.prev_dones = dones = terminations | truncations
+        if dones.any():
+            infos["episode"] = {
+                "r": np.where(dones, self.episode_returns, 0.0),
+                "l": np.where(dones, self.episode_lengths, 0),
+            }
+            infos["_episode"] = dones
+        return obs, rewards, terminations, truncations, infos
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -115,7 +153,7 @@ def make_envs(
     except gym.error.Error as err:
         raise PolicygradError(f"could not create {env_id}: {err}") from None
     info = describe_spaces(spec.id, envs.single_observation_space, envs.single_action_space)
-    envs = vector_wrappers.RecordEpisodeStatistics(envs)
+    envs = EpisodeStatistics(envs)
     if normalize_obs:
         envs = vector_wrappers.NormalizeObservation(envs)
     if normalize_reward:
