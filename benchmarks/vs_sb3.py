@@ -333,10 +333,9 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
         "Medians over seeds " + ", ".join(map(str, seeds)) + ".",
         "",
     ]
-    if "rerun" in meta:
-        again = meta["rerun"]
+    for again in meta.get("reruns", []):
         lines[-1:] = [
-            f"Targets {', '.join(map(str, meta.get('rerun_targets', [])))} measured again {again['date']} "
+            f"Target(s) {', '.join(map(str, again['targets']))} measured again {again['date']} "
             f"(load average {again['load_before']} before, {again.get('load_after', '?')} after).",
             "",
         ]
@@ -474,9 +473,8 @@ def main() -> None:
         saved = json.loads(args.out.with_suffix(".json").read_text())
         if saved.get("seeds") != args.seeds:
             raise SystemExit(f"--merge: the saved results have seeds {saved.get('seeds')}, not {args.seeds}")
-        results = dict(saved, machine=dict(saved["machine"], rerun=results["machine"]))
-    if "rerun" in results["machine"]:
-        results["machine"]["rerun_targets"] = args.targets
+        rerun = dict(results["machine"], targets=args.targets)
+        results = dict(saved, machine=dict(saved["machine"], reruns=[*saved["machine"].get("reruns", []), rerun]))
     if 1 in args.targets:
         print("1. same work (zoo hyperparameters)", file=sys.stderr)
         pairs = [
@@ -514,7 +512,7 @@ def main() -> None:
         print("4. rollout collection against its ceiling", file=sys.stderr)
         sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
         results["rollout"] = launch(dict(kind="rollout", env_id="CartPole-v1", sizes=sizes, seconds=1.0))["rows"]
-    (results["machine"].get("rerun") or results["machine"])["load_after"] = load_average()
+    (results["machine"]["reruns"][-1] if args.merge else results["machine"])["load_after"] = load_average()
     text = markdown(results, args.seeds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
