@@ -71,10 +71,11 @@ class TrainConfig(RolloutBackendOptions):
     num_envs: int = _checked(8, _positive, "> 0", "parallel environments (episodes per update for REINFORCE)")
     vectorization: str = _checked(
         "auto",
-        lambda v: v in ("auto", "native", "sync", "async"),
-        "auto, native, sync or async",
-        "vector env: sync, one env per index seeded seed + i (auto); async subprocesses; or native, Gymnasium's "
-        "vectorised implementation where one exists (CartPole: faster, one shared random generator)",
+        lambda v: v in ("auto", "batched", "native", "sync", "async"),
+        "auto, batched, native, sync or async",
+        "vector env: batched, policygrad's numpy replica stepping exactly as sync (CartPole; auto picks it where "
+        "it exists); sync, one env per index seeded seed + i (auto elsewhere); async subprocesses; or native, "
+        "Gymnasium's vectorised implementation where one exists (CartPole: one shared random generator)",
     )
     hidden_sizes: tuple[int, ...] = _checked(
         (64, 64), lambda v: len(v) > 0 and all(h > 0 for h in v), "positive sizes", "MLP hidden layer sizes"

@@ -550,6 +550,7 @@ def actor_critic_step(
     returns: torch.Tensor,
     mask: torch.Tensor,
     old_log_probs: torch.Tensor,
+    old_values: torch.Tensor,
     *,
     vf_coef: float,
     ent_coef: float,
@@ -558,7 +559,8 @@ def actor_critic_step(
     """One gradient step on ``−log π · A + vf_coef · ½(V − R)² − ent_coef · H`` (masked means).
 
     The fused form of :func:`policygrad.algorithms.common.actor_critic_update`'s step; also
-    returns the post-update k3 KL on the batch. Inputs are flat (B, ...).
+    returns the post-update k3 KL on the batch and, with a critic, the explained variance of
+    the values at collection (``old_values``). Inputs are flat (B, ...).
     """
     fused.begin(params, optimizer)
     count = float(mask.sum())
@@ -572,13 +574,22 @@ def actor_critic_step(
     # Every metric is a masked mean: one matrix-vector product with the weights.
     rows = [log_probs * advantages, entropy.expand_as(log_probs), torch.expm1(log_ratio) - log_ratio]
     if error is not None:
-        rows.append(error.square())
-    values = torch.cat([torch.mv(torch.stack(rows), weight), norms]).tolist()
+        rows += [error.square(), returns - old_values, returns]
+    stacked, weight64 = torch.stack(rows).double(), weight.double()
+    means = torch.mv(stacked, weight64)
+    parts = [means]
+    if error is not None:  # two-pass variances of R − V and R: exactly 0 for constant returns
+        parts.append(torch.mv((stacked[4:] - means[4:, None]).square_(), weight64))
+    values = torch.cat([*parts, norms.double()]).tolist()
     check_finite(fused, values)
     fused.end()
     metrics = {"policy_loss": -values[0], "entropy": values[1]}
     if error is not None:
         metrics["value_loss"] = 0.5 * values[3]
+        # 1 − Var[R − V] / Var[R], V the values at collection (as losses.explained_variance)
+        var_error, var_returns = values[6], values[7]
+        metrics["explained_variance"] = 1.0 - var_error / var_returns if var_returns > 0.0 else math.nan
+        del values[6:8]
     metrics["grad_norm"] = math.sqrt(sum(v * v for v in values[len(rows) :]))
     metrics["approx_kl"] = values[2]  # k3: E[(ρ − 1) − log ρ]
     return metrics

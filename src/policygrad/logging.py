@@ -48,14 +48,17 @@ def _format(value: Any) -> str:
 class MetricsLog:
     """Appends one row per update to ``metrics.csv``, and to TensorBoard at most every ``tensorboard_interval`` s.
 
-    The CSV holds every update. TensorBoard gets the latest row every ``tensorboard_interval``
-    seconds (and every row with an evaluation, and the last row): updates of A2C come a
-    thousand a second, and a TensorBoard event costs more than the update itself.
-    On resume, :meth:`truncate` drops rows written after the checkpoint being resumed,
-    so the file never holds duplicated or missing updates.
+    The CSV holds every update; rows reach the file at most ``flush_interval`` seconds after
+    they are written, and at every :meth:`flush` — the trainers flush before each checkpoint,
+    so every update a checkpoint covers is on disk. TensorBoard gets the latest row every
+    ``tensorboard_interval`` seconds (and every row with an evaluation, and the last row):
+    updates of A2C come a thousand a second, and a TensorBoard event or a file flush costs
+    a noticeable part of an update. On resume, :meth:`truncate` drops rows written after
+    the checkpoint being resumed, so the file never holds duplicated or missing updates.
     """
 
     tensorboard_interval = 0.1
+    flush_interval = 0.5
     #: The CSV's columns, in order.
     columns: list[str] = COLUMNS
     #: The column TensorBoard uses as its step, and the TensorBoard tag prefix.
@@ -68,10 +71,11 @@ class MetricsLog:
         self.path = run_dir / "metrics.csv"
         new = not self.path.exists()
         self.handle = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.handle, fieldnames=self.columns, extrasaction="ignore")
+        self.writer = csv.writer(self.handle)
         if new:
-            self.writer.writeheader()
+            self.writer.writerow(self.columns)
             self.handle.flush()
+        self._flushed = time.monotonic()
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported lazily: it is slow to import
@@ -96,10 +100,11 @@ class MetricsLog:
         return rows
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow({k: _format(row.get(k)) for k in self.columns})
-        self.handle.flush()
+        self.writer.writerow([_format(row.get(k)) for k in self.columns])
+        now = time.monotonic()
+        if now - self._flushed >= self.flush_interval:
+            self.flush()
         if self.tb is not None:
-            now = time.monotonic()
             if now - self._tb_last >= self.tensorboard_interval or row.get("eval_return_mean") is not None:
                 self._write_tensorboard(row)
                 self._tb_last, self._tb_pending = now, None
@@ -118,6 +123,11 @@ class MetricsLog:
         ]
         # One event per row holding every scalar: what add_scalar writes, at a tenth of its cost.
         self.tb._get_file_writer().add_summary(Summary(value=values), int(row[self.step_column]))
+
+    def flush(self) -> None:
+        """Put every row written so far into the file."""
+        self.handle.flush()
+        self._flushed = time.monotonic()
 
     def close(self) -> None:
         self.handle.close()

@@ -19,6 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from policygrad import envs as envs_lib
 from policygrad import fast
 from policygrad.agent import Agent
 
@@ -158,7 +159,7 @@ class RolloutCollector:
         after its episode are zero padding (mask False), so an env's episode depends on
         nothing but that env: any split of the envs across workers gives the same rollout.
         """
-        if isinstance(self.envs.unwrapped, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv)):
+        if envs_lib.seeds_each_env(self.envs):
             self.reset([_stream_seed(self.seed, 2, update, i) for i in self.env_indices])
         else:  # a native vector env has one generator for all its envs
             self.reset(_stream_seed(self.seed, 2, update))

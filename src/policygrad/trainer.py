@@ -7,6 +7,7 @@ collects (complete episodes, or fixed-length segments of running episodes).
 from __future__ import annotations
 
 import json
+import math
 import resource
 import sys
 import time
@@ -277,6 +278,7 @@ class Trainer:
         metrics = self.algo.update(self.agent, self.optimizer, rollout, cfg, self.update)
         metrics.update(variance)
         elapsed = time.perf_counter() - start
+        lengths = self.collector.recent_lengths
         self.update += 1
         counters["env_step"] += rollout.num_steps
         counters["train_seconds"] += elapsed
@@ -285,9 +287,7 @@ class Trainer:
             "env_step": counters["env_step"],
             "wall_time": counters["train_seconds"],
             "episodic_return_mean": self.collector.mean_recent_return(),
-            "episodic_length_mean": float(np.mean(self.collector.recent_lengths))
-            if self.collector.recent_lengths
-            else float("nan"),
+            "episodic_length_mean": sum(lengths) / len(lengths) if lengths else math.nan,
             **metrics,
             "learning_rate": lr,
             "steps_per_second": rollout.num_steps / max(elapsed, 1e-9),
@@ -326,6 +326,7 @@ class Trainer:
             self.agent.obs_var.copy_(torch.tensor(stats["var"], dtype=torch.float64))
 
     def _save(self) -> None:
+        self.log.flush()  # every update the checkpoint covers is in metrics.csv
         self._sync_normalizer()
         state = {
             "algo": self.algo_name,
@@ -348,6 +349,7 @@ class Trainer:
 
     def _finish(self, stop_reason: str) -> dict[str, Any]:
         cfg, counters = self.cfg, self.counters
+        self.log.flush()  # the learning curve is drawn from metrics.csv
         if counters["last_eval"] is None or (self.history and self.history[-1].get("eval_return_mean") is None):
             start = time.perf_counter()
             self._sync_normalizer()

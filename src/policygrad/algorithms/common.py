@@ -108,12 +108,11 @@ def actor_critic_update(
             returns,
             mask,
             rollout.flat("log_probs"),
+            rollout.flat("values"),
             vf_coef=vf_coef if agent.critic is not None else 0.0,
             ent_coef=ent_coef,
             max_grad_norm=max_grad_norm,
-        )
-        if agent.critic is not None:
-            metrics["explained_variance"] = explained_variance(rollout.values.reshape(-1), returns, mask)
+        )  # explained_variance included where there is a critic
         return metrics
     log_probs, entropy, values = agent.evaluate(obs, actions)
     loss, metrics = policy_gradient_loss(log_probs, advantages, mask)

@@ -295,6 +295,7 @@ class LMTrainer:
         return cfg.learning_rate * (1.0 - 0.9 * min(progress, 1.0))
 
     def _save(self) -> None:
+        self.log.flush()  # every update the checkpoint covers is in metrics.csv
         state = {"algo": self.algo_name, "config": self.cfg.to_dict(), "counters": self.counters}
         save_lm_checkpoint(self.run_dir, self.update, self.policy, self.optimizer, state, self.cfg.keep_checkpoints)
 
@@ -318,6 +319,7 @@ class LMTrainer:
 
     def _finish(self, stop_reason: str) -> dict[str, Any]:
         cfg, counters = self.cfg, self.counters
+        self.log.flush()  # the learning curve is drawn from metrics.csv
         start = time.perf_counter()
         final = self.evaluate(self.policy)
         reference = self.evaluate(self.reference)

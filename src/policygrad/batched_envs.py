@@ -1,0 +1,177 @@
+"""Numpy-batched replicas of Gymnasium environments, step for step identical to SyncVectorEnv.
+
+Why: Gymnasium's ``SyncVectorEnv`` steps each environment through its Python wrappers
+(TimeLimit, OrderEnforcing, the passive checker) one at a time, about 18 µs per CartPole
+step on this project's reference CPU — a third of an A2C update's time at 8 envs × 5
+steps. A replica computes the same float64 physics for all environments in one set of
+array operations.
+
+The contract, checked by ``tests/test_batched_envs.py`` over thousands of steps with
+random actions, resets, terminations and truncations: for the same seeds, a replica
+returns exactly (bit for bit) the observations, rewards, terminations and truncations
+of ``SyncVectorEnv([gym.make(env_id)] * N, autoreset_mode=NEXT_STEP)``. Each environment
+keeps its own random generator, seeded as ``gym.make(env_id).reset(seed=s)`` seeds it, so a
+rollout does not depend on how the environments are split across processes (unlike
+Gymnasium's native CartPole vector env, whose environments share one generator).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector.utils import batch_space
+
+#: Gymnasium's entry point of each environment a replica serves.
+CARTPOLE_ENTRY_POINT = "gymnasium.envs.classic_control.cartpole:CartPoleEnv"
+
+
+class BatchedCartPole(gym.vector.VectorEnv):
+    """N CartPole environments (``CartPole-v1`` or ``-v0``) stepped as one set of float64 array operations.
+
+    NEXT_STEP autoreset: the step after an episode ends resets that environment (its
+    action is ignored; reward 0, neither terminated nor truncated), as ``SyncVectorEnv``
+    does by default. Records the episode statistics :class:`policygrad.envs.EpisodeStatistics`
+    would (``info["episode"]``, ``info["_episode"]``) at almost no cost, so it is not wrapped in it.
+    """
+
+    records_episode_statistics = True
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    # The constants of gymnasium.envs.classic_control.cartpole.CartPoleEnv.
+    gravity = 9.8
+    masscart = 1.0
+    masspole = 0.1
+    total_mass = masspole + masscart
+    length = 0.5
+    polemass_length = masspole * length
+    force_mag = 10.0
+    tau = 0.02
+    theta_threshold_radians = 12 * 2 * math.pi / 360
+    x_threshold = 2.4
+
+    def __init__(self, num_envs: int, max_episode_steps: int = 500) -> None:
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        high = np.array(
+            [self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf],
+            dtype=np.float32,
+        )
+        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
+        self.single_action_space = gym.spaces.Discrete(2)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.generators: list[np.random.Generator | None] = [None] * num_envs
+        self.state = np.zeros((4, num_envs))  # x, ẋ, θ, θ̇ as rows: each a contiguous float64 vector
+        self.elapsed = np.zeros(num_envs, dtype=np.int64)
+        self.autoreset = np.zeros(num_envs, dtype=bool)
+        self.episode_returns = np.zeros(num_envs)
+        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
+        self.forces = np.array([-self.force_mag, self.force_mag])
+        self.spare = np.zeros((4, num_envs))
+
+    def _generator(self, i: int) -> np.random.Generator:
+        if self.generators[i] is None:  # as Env.np_random: an unseeded env draws a random seed once
+            self.generators[i], _ = seeding.np_random()
+        return self.generators[i]
+
+    def _reset_env(self, i: int, seed: int | None) -> None:
+        if seed is not None:
+            self.generators[i], _ = seeding.np_random(seed)
+        self.state[:, i] = self._generator(i).uniform(low=-0.05, high=0.05, size=(4,))
+        self.elapsed[i] = 0
+
+    def reset(
+        self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every environment: ``seed`` None (keep each generator), an int s (env i gets s + i) or one per env."""
+        if options:
+            raise ValueError(f"{type(self).__name__}.reset takes no options (got {sorted(options)})")
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"{len(seeds)} seeds for {self.num_envs} environments")
+        for i, s in enumerate(seeds):
+            self._reset_env(i, s)
+        self.autoreset[:] = False
+        self.episode_returns[:] = 0.0
+        self.episode_lengths[:] = 0
+        return self.state.T.astype(np.float32), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iub":
+            raise ValueError(f"CartPole actions must be {self.num_envs} integers in {{0, 1}}, got {actions!r}")
+        x, x_dot, theta, theta_dot = self.state
+        # CartPoleEnv.step's float64 arithmetic, operation for operation (so the results are bitwise equal).
+        if actions.dtype.kind == "b":  # an index, not a mask
+            actions = actions.view(np.uint8)
+        elif (actions >> 1).any():  # anything but 0 and 1, negatives included
+            raise ValueError(f"CartPole actions must be 0 or 1, got {actions!r}")
+        force = self.forces[actions]
+        costheta = np.cos(theta)
+        sintheta = np.sin(theta)
+        temp = (force + self.polemass_length * np.square(theta_dot) * sintheta) / self.total_mass
+        thetaacc = (self.gravity * sintheta - costheta * temp) / (
+            self.length * (4.0 / 3.0 - self.masspole * np.square(costheta) / self.total_mass)
+        )
+        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
+        state = self.spare  # two buffers: the new state is computed from the old one
+        np.add(x, self.tau * x_dot, out=state[0])
+        np.add(x_dot, self.tau * xacc, out=state[1])
+        np.add(theta, self.tau * theta_dot, out=state[2])
+        np.add(theta_dot, self.tau * thetaacc, out=state[3])
+        self.spare, self.state = self.state, state
+        # x < −x̄ or x > x̄ is |x| > x̄ exactly (negation is exact), and likewise for θ.
+        terminated = np.abs(state[0]) > self.x_threshold
+        terminated |= np.abs(state[2]) > self.theta_threshold_radians
+        self.elapsed += 1
+        truncated = self.elapsed >= self.max_episode_steps
+        rewards = np.ones(self.num_envs)
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        resetting = self.autoreset
+        if resetting.any():  # NEXT_STEP autoreset: these envs reset instead of stepping
+            for i in np.flatnonzero(resetting):
+                self._reset_env(i, None)
+            rewards[resetting] = 0.0
+            terminated[resetting] = False
+            truncated[resetting] = False
+            self.episode_returns[resetting] = 0.0  # a reset step counts towards no episode
+            self.episode_lengths[resetting] = 0
+        self.autoreset = done = terminated | truncated
+        info: dict[str, Any] = {}
+        if done.any():  # as EpisodeStatistics reports them
+            info["episode"] = {
+                "r": np.where(done, self.episode_returns, 0.0),
+                "l": np.where(done, self.episode_lengths, 0),
+            }
+            info["_episode"] = done
+        return state.T.astype(np.float32), rewards, terminated, truncated, info
+
+    def __repr__(self) -> str:
+        return f"BatchedCartPole(num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"
+
+
+def replica(env_id: str, num_envs: int) -> gym.vector.VectorEnv | None:
+    """A batched replica of ``num_envs`` × ``gym.make(env_id)``, or None where there is none."""
+    spec = gym.spec(env_id)
+    if spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs and spec.max_episode_steps:
+        envs = BatchedCartPole(num_envs, spec.max_episode_steps)
+        envs.spec = spec
+        return envs
+    return None
+
+
+def has_replica(env_id: str) -> bool:
+    """Whether :func:`replica` serves ``env_id``."""
+    spec = gym.spec(env_id)
+    return spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs and bool(spec.max_episode_steps)
