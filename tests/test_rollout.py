@@ -6,7 +6,7 @@ import torch
 
 from policygrad.agent import Agent, AgentSpec
 from policygrad.envs import make_envs
-from policygrad.rollout import Rollout, RolloutCollector, action_noise
+from policygrad.rollout import Rollout, RolloutCollector, _stream_seed, action_noise
 
 
 def make(env_id, num_envs=2, critic=True, discrete=True):
@@ -115,6 +115,16 @@ def test_noise_depends_on_global_env_index_not_on_split():
     parts = torch.cat([action_noise(3, 7, range(0, 2), 5, True, 1), action_noise(3, 7, range(2, 6), 5, True, 1)])
     torch.testing.assert_close(whole, parts)
     assert not torch.equal(action_noise(3, 8, range(6), 5, True, 1), whole)
+
+
+def test_noise_is_one_generator_per_env_keyed_by_seed_update_and_index():
+    def keyed(seed, update, env_index):
+        return torch.Generator().manual_seed(_stream_seed(seed, 1, update, env_index))
+
+    expected = torch.stack([torch.rand(5, generator=keyed(3, 17, i)) for i in range(8)])
+    assert torch.equal(action_noise(3, 17, range(8), 5, True, 2), expected)
+    expected = torch.stack([torch.randn(5, 2, generator=keyed(3, 17, i)) for i in range(4, 8)])
+    assert torch.equal(action_noise(3, 17, range(4, 8), 5, False, 2), expected)
 
 
 def test_shards_concatenate_to_the_single_process_rollout():

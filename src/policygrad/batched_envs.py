@@ -73,6 +73,7 @@ class BatchedCartPole(gym.vector.VectorEnv):
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
         self.forces = np.array([-self.force_mag, self.force_mag])
         self.spare = np.zeros((4, num_envs))
+        self.ones = np.ones(num_envs)
 
     def _generator(self, i: int) -> np.random.Generator:
         if self.generators[i] is None:  # as Env.np_random: an unseeded env draws a random seed once
@@ -114,7 +115,7 @@ class BatchedCartPole(gym.vector.VectorEnv):
         # CartPoleEnv.step's float64 arithmetic, operation for operation (so the results are bitwise equal).
         if actions.dtype.kind == "b":  # an index, not a mask
             actions = actions.view(np.uint8)
-        elif (actions >> 1).any():  # anything but 0 and 1, negatives included
+        elif np.count_nonzero(actions >> 1):  # anything but 0 and 1, negatives included
             raise ValueError(f"CartPole actions must be 0 or 1, got {actions!r}")
         force = self.forces[actions]
         costheta = np.cos(theta)
@@ -135,11 +136,11 @@ class BatchedCartPole(gym.vector.VectorEnv):
         terminated |= np.abs(state[2]) > self.theta_threshold_radians
         self.elapsed += 1
         truncated = self.elapsed >= self.max_episode_steps
-        rewards = np.ones(self.num_envs)
+        rewards = self.ones.copy()
         self.episode_returns += rewards
         self.episode_lengths += 1
         resetting = self.autoreset
-        if resetting.any():  # NEXT_STEP autoreset: these envs reset instead of stepping
+        if np.count_nonzero(resetting):  # NEXT_STEP autoreset: these envs reset instead of stepping
             for i in np.flatnonzero(resetting):
                 self._reset_env(i, None)
             rewards[resetting] = 0.0
@@ -149,7 +150,7 @@ class BatchedCartPole(gym.vector.VectorEnv):
             self.episode_lengths[resetting] = 0
         self.autoreset = done = terminated | truncated
         info: dict[str, Any] = {}
-        if done.any():  # as EpisodeStatistics reports them
+        if np.count_nonzero(done):  # as EpisodeStatistics reports them
             info["episode"] = {
                 "r": np.where(done, self.episode_returns, 0.0),
                 "l": np.where(done, self.episode_lengths, 0),

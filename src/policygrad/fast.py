@@ -141,8 +141,11 @@ class FusedAgent:
         self.rollout_biases = [b.reshape(-1) for b in self.biases]
         self.rollout_hidden = list(zip(self.rollout_weights[:-1], self.rollout_biases[:-1], strict=True))
         self.versions: tuple[int, ...] = ()
-        # Feature-major views for the update: (G·h₁, 1) and (G, out, 1) biases.
+        # Feature-major views for the update: (G·h₁, 1) and (G, out, 1) biases; the actor's alone too.
         self.bias_cols = [b.unsqueeze(-1) for b in self.biases]
+        h1 = spec.hidden_sizes[0]
+        self.actor_layers = [(self.weights[0][:h1], self.bias_cols[0][:h1])]
+        self.actor_layers += [(w[:1], b[:1]) for w, b in zip(self.weights[1:], self.bias_cols[1:], strict=True)]
         self.grad: torch.Tensor | None = None  # the update's buffers, allocated on first use
 
     def _pieces(self, buffer: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -209,6 +212,10 @@ class FusedAgent:
         """
         out = self._forward_rows(obs)
         return out[:, : self.action_dim], (out[:, self.action_dim] if self.groups == 2 else None)
+
+    def values(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s) (B,) without autograd: the values :meth:`sample` returns, without sampling."""
+        return self._forward_rows(obs)[:, self.action_dim]
 
     def _forward_rows(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, action_dim [+ 1]): the actor's outputs, then the value. Straight-line: this runs every env step."""
@@ -323,6 +330,17 @@ class FusedAgent:
             h = torch.baddbmm(bias, weight, inputs[-1], beta=scale, alpha=scale)
             inputs.append(_activate(h, self.activation, doubled))
         return torch.baddbmm(self.bias_cols[-1], self.weights[-1], inputs[-1]), inputs
+
+    def actor_forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor's outputs (action_dim, B) alone, as :meth:`forward` computes them: half its work."""
+        x = obs.t()
+        (weight, bias), *hidden, (head, head_bias) = self.actor_layers
+        doubled = self.activation == "tanh" and obs.shape[0] * weight.shape[0] >= SIGMOID_TANH_MIN_ELEMENTS
+        scale = 2.0 if doubled else 1.0
+        h = _activate(torch.addmm(bias, weight, x, beta=scale, alpha=scale), self.activation, doubled).unsqueeze(0)
+        for weight, bias in hidden:
+            h = _activate(torch.baddbmm(bias, weight, h, beta=scale, alpha=scale), self.activation, doubled)
+        return torch.baddbmm(head_bias, head, h)[0]
 
     def backward(self, grad_out: torch.Tensor, inputs: list[torch.Tensor]) -> None:
         """Fill the gradient buffer from dLoss/d(outputs) (G, action_dim, B); log_std is the caller's."""
@@ -569,7 +587,7 @@ def actor_critic_step(
         fused, obs, actions, advantages, weight, returns, vf_coef=vf_coef, ent_coef=ent_coef
     )
     norms = fused.step(max_grad_norm)
-    new_log_probs, _ = fused.log_probs(fused.forward(obs)[0][0], actions)
+    new_log_probs, _ = fused.log_probs(fused.actor_forward(obs), actions)
     log_ratio = new_log_probs - old_log_probs
     # Every metric is a masked mean: one matrix-vector product with the weights.
     rows = [log_probs * advantages, entropy.expand_as(log_probs), torch.expm1(log_ratio) - log_ratio]

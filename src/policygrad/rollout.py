@@ -92,9 +92,12 @@ def action_noise(
     Keyed by (seed, update, global env index), never by process or worker, so any split
     of the environments across workers draws the same actions.
     """
-    out = []
+    # _stream_seed(seed, 1, update, env_index), with the shared part of the key formatted once;
+    # one generator, re-seeded per env: this runs every update.
+    prefix, generator, out = f"{seed}/1/{update}/", torch.Generator(), []
     for env_index in env_indices:
-        generator = torch.Generator().manual_seed(_stream_seed(seed, 1, update, env_index))
+        key = hashlib.blake2b(f"{prefix}{env_index}".encode(), digest_size=8).digest()
+        generator.manual_seed(int.from_bytes(key, "little") >> 1)
         if discrete:
             out.append(torch.rand(steps, generator=generator))
         else:
@@ -169,11 +172,16 @@ class RolloutCollector:
         agent, envs, n = self.agent, self.envs, self.num_envs
         spec = agent.spec
         noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
-        noise = noise.transpose(0, 1).contiguous()  # (T, N, ...): each step's noise is one contiguous row
+        # (T, N, ...) then one tensor per step: indexing a Python list is free, a tensor's is not.
+        noise = noise.transpose(0, 1).contiguous().unbind(0)
         # The agent does not change during a rollout: take its fused sampler once (the same
         # numbers as agent.sample, without re-checking the agent at every step).
         fused = fast.policy(agent) if isinstance(agent, Agent) else None
         sample = fused.sample if fused is not None else agent.sample
+
+        def bootstrap_values(obs: torch.Tensor) -> torch.Tensor:
+            return fused.values(obs) if fused is not None else agent.sample(obs, torch.zeros_like(noise[0]))[2]
+
         # numpy buffers: a write costs a microsecond, a torch index-put several.
         observations = np.empty((n, steps, *self.obs.shape[1:]), dtype=np.float32)
         action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
@@ -199,7 +207,7 @@ class RolloutCollector:
                     values[:, t] = value.numpy()
                 # A reset step (NEXT_STEP autoreset) is not a transition; padding after an
                 # env's single episode neither.
-                valid = ~(prev_done | finished)
+                valid = ~(prev_done | finished) if episodes else ~prev_done
                 mask[:, t] = valid
                 obs, reward, term, trunc, info = envs.step(agent.to_env_actions(action))
                 obs = np.asarray(obs, dtype=np.float32)
@@ -213,8 +221,8 @@ class RolloutCollector:
                 if episodes and (finished | prev_done).all():
                     length = t + 1
                     break
-            if critic:  # V(s_T) through the same forward as every V(s_t), so it equals the next rollout's V(s_0)
-                values[:, length] = sample(torch.from_numpy(obs), torch.zeros_like(noise[0]))[2].numpy()
+            if critic:  # V(s_T) through the same forward as every V(s_t)
+                values[:, length] = bootstrap_values(torch.from_numpy(obs)).numpy()
         if episodes:
             # An episode longer than max_steps is cut: that is a truncation.
             unfinished = ~(finished | prev_done)
