@@ -133,9 +133,9 @@ class Agent(nn.Module):
         out = self.actor(obs)
         return out.argmax(-1) if self.spec.discrete else out
 
-    def to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
-        """Convert policy actions to what the environment takes (boxes clipped to bounds)."""
-        array = actions.numpy()
+    def to_env_actions(self, actions: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Policy actions (a tensor or its numpy array) as the environment takes them (boxes clipped to bounds)."""
+        array = actions.numpy() if isinstance(actions, torch.Tensor) else actions
         if self.spec.discrete:
             return array
         return np.clip(array, self.spec.action_low, self.spec.action_high)

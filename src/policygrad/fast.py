@@ -230,20 +230,32 @@ class FusedAgent:
                 h = _activate(torch.addmm(bias, h, weight, beta=scale, alpha=scale), self.activation, doubled)
         return torch.addmm(self.rollout_biases[-1], h, self.rollout_weights[-1])
 
-    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Actions, log-probs and values from pre-drawn noise (see :meth:`Agent.sample`)."""
+    def draw(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`sample` in the fewest tensor ops, for the rollout: ``(actions, log_probs, outputs)``.
+
+        Discrete: ``noise`` (B, 1) uniforms; actions and log-probs come as (B, 1) columns.
+        Boxes: ``noise`` (B, action_dim) normals; actions (B, action_dim), log-probs (B,).
+        ``outputs`` (B, action_dim [+ 1]) holds the policy's outputs, then the value.
+        """
         out = self._forward_rows(obs)
         a = self.action_dim
-        values = out[:, a] if self.groups == 2 else None
         if self.discrete:
             log_probs_all = torch.log_softmax(out[:, :a], dim=-1)
             # Inverse-CDF sampling: the number of cdf entries <= u, clamped for rounding at the top.
-            actions = torch.searchsorted(log_probs_all.exp().cumsum_(-1), noise.unsqueeze(-1), right=True)
-            log_probs = log_probs_all.gather(-1, actions.clamp_(max=a - 1)).squeeze_(-1)
-            return actions.squeeze_(-1), log_probs, values
+            actions = torch.searchsorted(log_probs_all.exp().cumsum_(-1), noise, right=True).clamp_(max=a - 1)
+            return actions, log_probs_all.gather(-1, actions), out
         actions = torch.addcmul(out[:, :a], self.log_std.exp(), noise)
         log_probs = (noise.square().mul_(-0.5) - (self.log_std + LOG_SQRT_2PI)).sum(-1)
-        return actions, log_probs, values
+        return actions, log_probs, out
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Actions, log-probs and values from pre-drawn noise (see :meth:`Agent.sample`)."""
+        if self.discrete:
+            actions, log_probs, out = self.draw(obs, noise.unsqueeze(-1))
+            actions, log_probs = actions.squeeze_(-1), log_probs.squeeze_(-1)
+        else:
+            actions, log_probs, out = self.draw(obs, noise)
+        return actions, log_probs, (out[:, self.action_dim] if self.groups == 2 else None)
 
     # ----- the update: buffers for gradients and Adam, views as the optimiser's state -----------
     def _learning_buffers(self) -> None:

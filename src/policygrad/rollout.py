@@ -172,19 +172,31 @@ class RolloutCollector:
         agent, envs, n = self.agent, self.envs, self.num_envs
         spec = agent.spec
         noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
-        # (T, N, ...) then one tensor per step: indexing a Python list is free, a tensor's is not.
-        noise = noise.transpose(0, 1).contiguous().unbind(0)
         # The agent does not change during a rollout: take its fused sampler once (the same
         # numbers as agent.sample, without re-checking the agent at every step).
         fused = fast.policy(agent) if isinstance(agent, Agent) else None
-        sample = fused.sample if fused is not None else agent.sample
+        action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
+        critic = agent.critic is not None
+        if fused is not None and spec.discrete:
+            noise = noise.unsqueeze(-1)  # (N, T, 1): the (B, 1) uniforms FusedAgent.draw takes
+        # (T, N, ...) then one tensor per step: indexing a Python list is free, a tensor's is not.
+        noise = noise.transpose(0, 1).contiguous().unbind(0)
+
+        def policy_step(obs: torch.Tensor, u: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """Actions, log-probs and values (or None) as numpy arrays (B, ...), (B,), (B,)."""
+            if fused is None:
+                actions, log_probs, values = agent.sample(obs, u)
+                return actions.numpy(), log_probs.numpy(), None if values is None else values.numpy()
+            actions, log_probs, out = fused.draw(obs, u)
+            out_np = out.numpy()
+            values_np = out_np[:, spec.action_dim] if critic else None
+            return actions.numpy().reshape(n, *action_shape), log_probs.numpy().reshape(n), values_np
 
         def bootstrap_values(obs: torch.Tensor) -> torch.Tensor:
             return fused.values(obs) if fused is not None else agent.sample(obs, torch.zeros_like(noise[0]))[2]
 
         # numpy buffers: a write costs a microsecond, a torch index-put several.
         observations = np.empty((n, steps, *self.obs.shape[1:]), dtype=np.float32)
-        action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
         actions = np.empty((n, steps, *action_shape), dtype=action_dtype)
         log_probs = np.empty((n, steps), dtype=np.float32)
         values = np.zeros((n, steps + 1), dtype=np.float32)
@@ -196,15 +208,13 @@ class RolloutCollector:
         obs = self.obs
         prev_done = self.prev_done
         length = steps
-        critic = agent.critic is not None
         with torch.inference_mode():
             for t in range(steps):
                 observations[:, t] = obs
-                action, log_prob, value = sample(torch.from_numpy(obs), noise[t])
-                actions[:, t] = action.numpy()
-                log_probs[:, t] = log_prob.numpy()
+                action, log_probs[:, t], value = policy_step(torch.from_numpy(obs), noise[t])
+                actions[:, t] = action
                 if critic:
-                    values[:, t] = value.numpy()
+                    values[:, t] = value
                 # A reset step (NEXT_STEP autoreset) is not a transition; padding after an
                 # env's single episode neither.
                 valid = ~(prev_done | finished) if episodes else ~prev_done
