@@ -27,6 +27,37 @@ from gymnasium.vector.utils import batch_space
 
 #: Gymnasium's entry point of each environment a replica serves.
 CARTPOLE_ENTRY_POINT = "gymnasium.envs.classic_control.cartpole:CartPoleEnv"
+#: Up to this many environments, the dynamics run per environment on Python floats (a numpy op
+#: costs about a microsecond whatever its size, so 30 of them outweigh 8 environments' floats).
+SCALAR_MAX_ENVS = 16
+
+# The constants of gymnasium.envs.classic_control.cartpole.CartPoleEnv.
+GRAVITY = 9.8
+MASSCART = 1.0
+MASSPOLE = 0.1
+TOTAL_MASS = MASSPOLE + MASSCART
+LENGTH = 0.5
+POLEMASS_LENGTH = MASSPOLE * LENGTH
+FORCE_MAG = 10.0
+TAU = 0.02
+THETA_THRESHOLD_RADIANS = 12 * 2 * math.pi / 360
+X_THRESHOLD = 2.4
+
+
+def cartpole_dynamics(x: Any, x_dot: Any, theta: Any, theta_dot: Any, force: Any, cos: Any, sin: Any) -> tuple:
+    """One Euler step of CartPoleEnv.step's float64 arithmetic, operation for operation.
+
+    On floats (one environment, ``math.cos``) or on arrays (every environment, ``np.cos``):
+    both give Gymnasium's results bit for bit (``θ̇·θ̇`` is what ``np.square`` computes).
+    """
+    costheta = cos(theta)
+    sintheta = sin(theta)
+    temp = (force + POLEMASS_LENGTH * (theta_dot * theta_dot) * sintheta) / TOTAL_MASS
+    thetaacc = (GRAVITY * sintheta - costheta * temp) / (
+        LENGTH * (4.0 / 3.0 - MASSPOLE * (costheta * costheta) / TOTAL_MASS)
+    )
+    xacc = temp - POLEMASS_LENGTH * thetaacc * costheta / TOTAL_MASS
+    return x + TAU * x_dot, x_dot + TAU * xacc, theta + TAU * theta_dot, theta_dot + TAU * thetaacc
 
 
 class BatchedCartPole(gym.vector.VectorEnv):
@@ -42,23 +73,11 @@ class BatchedCartPole(gym.vector.VectorEnv):
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP, "render_modes": []}
 
-    # The constants of gymnasium.envs.classic_control.cartpole.CartPoleEnv.
-    gravity = 9.8
-    masscart = 1.0
-    masspole = 0.1
-    total_mass = masspole + masscart
-    length = 0.5
-    polemass_length = masspole * length
-    force_mag = 10.0
-    tau = 0.02
-    theta_threshold_radians = 12 * 2 * math.pi / 360
-    x_threshold = 2.4
-
     def __init__(self, num_envs: int, max_episode_steps: int = 500) -> None:
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         high = np.array(
-            [self.x_threshold * 2, np.inf, self.theta_threshold_radians * 2, np.inf],
+            [X_THRESHOLD * 2, np.inf, THETA_THRESHOLD_RADIANS * 2, np.inf],
             dtype=np.float32,
         )
         self.single_observation_space = gym.spaces.Box(-high, high, dtype=np.float32)
@@ -66,13 +85,12 @@ class BatchedCartPole(gym.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.generators: list[np.random.Generator | None] = [None] * num_envs
-        self.state = np.zeros((4, num_envs))  # x, ẋ, θ, θ̇ as rows: each a contiguous float64 vector
+        self.state = np.zeros((4, num_envs))  # x, ẋ, θ, θ̇ as rows
         self.elapsed = np.zeros(num_envs, dtype=np.int64)
         self.autoreset = np.zeros(num_envs, dtype=bool)
         self.episode_returns = np.zeros(num_envs)
         self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
-        self.forces = np.array([-self.force_mag, self.force_mag])
-        self.spare = np.zeros((4, num_envs))
+        self.forces = np.array([-FORCE_MAG, FORCE_MAG])
         self.ones = np.ones(num_envs)
 
     def _generator(self, i: int) -> np.random.Generator:
@@ -111,29 +129,20 @@ class BatchedCartPole(gym.vector.VectorEnv):
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iub":
             raise ValueError(f"CartPole actions must be {self.num_envs} integers in {{0, 1}}, got {actions!r}")
-        x, x_dot, theta, theta_dot = self.state
-        # CartPoleEnv.step's float64 arithmetic, operation for operation (so the results are bitwise equal).
         if actions.dtype.kind == "b":  # an index, not a mask
             actions = actions.view(np.uint8)
         elif np.count_nonzero(actions >> 1):  # anything but 0 and 1, negatives included
             raise ValueError(f"CartPole actions must be 0 or 1, got {actions!r}")
         force = self.forces[actions]
-        costheta = np.cos(theta)
-        sintheta = np.sin(theta)
-        temp = (force + self.polemass_length * np.square(theta_dot) * sintheta) / self.total_mass
-        thetaacc = (self.gravity * sintheta - costheta * temp) / (
-            self.length * (4.0 / 3.0 - self.masspole * np.square(costheta) / self.total_mass)
-        )
-        xacc = temp - self.polemass_length * thetaacc * costheta / self.total_mass
-        state = self.spare  # two buffers: the new state is computed from the old one
-        np.add(x, self.tau * x_dot, out=state[0])
-        np.add(x_dot, self.tau * xacc, out=state[1])
-        np.add(theta, self.tau * theta_dot, out=state[2])
-        np.add(theta_dot, self.tau * thetaacc, out=state[3])
-        self.spare, self.state = self.state, state
+        if self.num_envs <= SCALAR_MAX_ENVS:
+            envs = zip(*self.state.tolist(), force.tolist(), strict=True)
+            state = np.array([cartpole_dynamics(*env, math.cos, math.sin) for env in envs]).T
+        else:
+            state = np.stack(cartpole_dynamics(*self.state, force, np.cos, np.sin))
+        self.state = state
         # x < −x̄ or x > x̄ is |x| > x̄ exactly (negation is exact), and likewise for θ.
-        terminated = np.abs(state[0]) > self.x_threshold
-        terminated |= np.abs(state[2]) > self.theta_threshold_radians
+        terminated = np.abs(state[0]) > X_THRESHOLD
+        terminated |= np.abs(state[2]) > THETA_THRESHOLD_RADIANS
         self.elapsed += 1
         truncated = self.elapsed >= self.max_episode_steps
         rewards = self.ones.copy()
