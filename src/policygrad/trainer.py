@@ -28,6 +28,7 @@ from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.evaluation import evaluate
 from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
 from policygrad.optim import Adam
+from policygrad.runtime import frozen_gc
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -200,6 +201,10 @@ class Trainer:
         ``on_update`` (optional) is called with each update's metrics row; returning True
         stops training there (stop reason "callback"), e.g. for a live curve with a Stop button.
         """
+        with frozen_gc():
+            return self._run(on_update)
+
+    def _run(self, on_update: UpdateCallback | None) -> tuple[Agent, list[dict[str, Any]]]:
         cfg, counters = self.cfg, self.counters
         progress = make_progress(self.quiet)
         stop_reason = "budget"

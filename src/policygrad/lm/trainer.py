@@ -38,6 +38,7 @@ from policygrad.lm.rollout import build_rollout
 from policygrad.lm.tasks import Task, get_task
 from policygrad.logging import make_progress
 from policygrad.rollout import _stream_seed
+from policygrad.runtime import frozen_gc
 from policygrad.trainer import peak_rss_mb
 
 CONFIG_FILE = "config.json"
@@ -184,6 +185,10 @@ class LMTrainer:
     # ----- the loop --------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         """Train until ``updates`` (or ``max_train_seconds``); write the summary; return it."""
+        with frozen_gc():
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         cfg, counters = self.cfg, self.counters
         progress = make_progress(self.quiet)
         stop_reason = "budget"
