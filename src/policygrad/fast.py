@@ -605,12 +605,12 @@ def actor_critic_step(
     rows = [log_probs * advantages, entropy.expand_as(log_probs), torch.expm1(log_ratio) - log_ratio]
     if error is not None:
         rows += [error.square(), returns - old_values, returns]
-    stacked, weight64 = torch.stack(rows).double(), weight.double()
-    means = torch.mv(stacked, weight64)
+    stacked = torch.stack(rows)
+    means = torch.mv(stacked, weight)
     parts = [means]
     if error is not None:  # two-pass variances of R − V and R: exactly 0 for constant returns
-        parts.append(torch.mv((stacked[4:] - means[4:, None]).square_(), weight64))
-    values = torch.cat([*parts, norms.double()]).tolist()
+        parts.append(torch.mv((stacked[4:] - means[4:, None]).square_(), weight))
+    values = torch.cat([*parts, norms]).tolist()
     check_finite(fused, values)
     fused.end()
     metrics = {"policy_loss": -values[0], "entropy": values[1]}
