@@ -205,7 +205,7 @@ def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
     from policygrad import fast
     from policygrad.envs import reset_seeds
 
-    obs, _ = envs.reset(seed=reset_seeds("sync", 0, n))
+    obs, _ = envs.reset(seed=reset_seeds("auto", 0, n))
     fused, done, start = fast.policy(agent), 0, time.perf_counter()
     with torch.inference_mode():
         while time.perf_counter() - start < seconds:
@@ -221,7 +221,7 @@ def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float
     from policygrad.rollout import RolloutCollector
 
     collector = RolloutCollector(envs, agent, seed=0)
-    collector.reset(reset_seeds("sync", 0, n))
+    collector.reset(reset_seeds("auto", 0, n))
     done, update, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         done += collector.collect(steps, update).rewards.numel()
@@ -239,7 +239,7 @@ def rollout_table(env_id: str, sizes: list[int], seconds: float) -> list[dict[st
     torch.set_num_threads(1)
     rows = []
     for n in sizes:
-        envs, info = make_envs(env_id, n, "sync")
+        envs, info = make_envs(env_id, n)  # the default vector env (CartPole: the batched replica)
         agent = Agent(AgentSpec(info.obs_dim, info.discrete, info.action_dim, (64, 64), "tanh", True))
         steps = max(8, min(128, 4096 // n))
         _ceiling(envs, agent, n, seconds / 4), _collect(envs, agent, n, steps, seconds / 4)  # warm up
@@ -411,7 +411,7 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
     if "rollout" in results:
         lines += [
             "**4. Rollout collection against its ceiling** (env step + one batched policy forward, nothing else), "
-            "CartPole-v1, default (per-env seeded, synchronous) vector env, env steps/s. Target: ≥ 50 % at the "
+            "CartPole-v1, the default vector env (the batched replica, per-env seeded), env steps/s. Target: ≥ 50 % at the "
             "preset's 16 envs.",
             "",
             "| num_envs | ceiling | RolloutCollector.collect | fraction |",
