@@ -411,8 +411,8 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
     if "rollout" in results:
         lines += [
             "**4. Rollout collection against its ceiling** (env step + one batched policy forward, nothing else), "
-            "CartPole-v1, the default vector env (the batched replica, per-env seeded), env steps/s. Target: ≥ 50 % at the "
-            "preset's 16 envs.",
+            "CartPole-v1, the default vector env (the batched replica, per-env seeded), env steps/s. "
+            "Target: ≥ 50 % at the preset's 16 envs.",
             "",
             "| num_envs | ceiling | RolloutCollector.collect | fraction |",
             "|---|---|---|---|",
