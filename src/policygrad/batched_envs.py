@@ -4,10 +4,10 @@ Why: Gymnasium's ``SyncVectorEnv`` steps each environment through its Python wra
 (TimeLimit, OrderEnforcing, the passive checker) one at a time, about 18 µs per CartPole
 step on this project's reference CPU — a third of an A2C update's time at 8 envs × 5
 steps. A replica computes the same float64 physics for all environments in one set of
-array operations.
+array operations (or, for a few environments, one loop over Python floats).
 
 The contract, checked by ``tests/test_batched_envs.py`` over thousands of steps with
-random actions, resets, terminations and truncations: for the same seeds, a replica
+a noisy balancing policy, resets, terminations and truncations: for the same seeds, a replica
 returns exactly (bit for bit) the observations, rewards, terminations and truncations
 of ``SyncVectorEnv([gym.make(env_id)] * N, autoreset_mode=NEXT_STEP)``. Each environment
 keeps its own random generator, seeded as ``gym.make(env_id).reset(seed=s)`` seeds it, so a
