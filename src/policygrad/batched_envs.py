@@ -61,7 +61,8 @@ def cartpole_dynamics(x: Any, x_dot: Any, theta: Any, theta_dot: Any, force: Any
 
 
 class BatchedCartPole(gym.vector.VectorEnv):
-    """N CartPole environments (``CartPole-v1`` or ``-v0``) stepped as one set of float64 array operations.
+    """N CartPole environments (``CartPole-v1`` or ``-v0``) stepped together: one set of float64 array
+    operations, or up to :data:`SCALAR_MAX_ENVS` environments one loop over Python floats.
 
     NEXT_STEP autoreset: the step after an episode ends resets that environment (its
     action is ignored; reward 0, neither terminated nor truncated), as ``SyncVectorEnv``
