@@ -331,6 +331,11 @@ def median_time_to_target(runs: list[dict[str, Any]]) -> tuple[float | None, boo
     return ordered[len(ordered) // 2]
 
 
+def every(runs: list[dict[str, Any]]) -> list[float]:
+    """The steps/s of every repeat of every seed."""
+    return [v for r in runs for v in r.get("repeat_steps_per_second", [r["steps_per_second"]])]
+
+
 def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
@@ -379,6 +384,16 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
                     f"| {name} | {label} | " + " | ".join(fmt(v, 0) for v in pg) + f" | {fmt(median(pg), 0)} | "
                     f"**{ratio:.1f}×** |"
                 )
+        spread = [
+            f"{name} {statistics.median(every(runs['policygrad'])) / statistics.median(every(runs['sb3'])):.2f}×"
+            for name, runs in results["throughput"].items()
+            if "repeat_steps_per_second" in runs["sb3"][0]
+        ]
+        if spread:
+            lines += [
+                "",
+                "Median over every run rather than each seed's fastest (policygrad / SB3): " + ", ".join(spread) + ".",
+            ]
         lines.append("")
     for key, title in [
         ("solve", "**2. Time to solve CartPole-v1** — each library's own configuration (policygrad's preset, "
