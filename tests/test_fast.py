@@ -70,6 +70,16 @@ def test_fused_forward_matches_the_modules(discrete, activation, size):
 
 @pytest.mark.parametrize("discrete", [True, False])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("size", [2, 40, 200, 600])  # at 200 rows the actor alone is under the σ-form threshold
+def test_actor_forward_is_the_fused_forwards_actor_row(discrete, activation, size):
+    agent = make_agent(discrete, activation=activation)
+    obs = batch(agent, size)[0]
+    fused = fast.policy(agent)
+    assert torch.equal(fused.actor_forward(obs), fused.forward(obs)[0][0])
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
 @pytest.mark.parametrize("ent_coef", [0.0, 0.05])
 def test_ppo_gradient_matches_autograd(discrete, activation, ent_coef):
     agent = make_agent(discrete, activation=activation)

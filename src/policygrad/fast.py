@@ -143,9 +143,10 @@ class FusedAgent:
         self.versions: tuple[int, ...] = ()
         # Feature-major views for the update: (G·h₁, 1) and (G, out, 1) biases; the actor's alone too.
         self.bias_cols = [b.unsqueeze(-1) for b in self.biases]
+        self.layers = list(zip(self.weights, self.bias_cols, strict=True))
         h1 = spec.hidden_sizes[0]
         self.actor_layers = [(self.weights[0][:h1], self.bias_cols[0][:h1])]
-        self.actor_layers += [(w[:1], b[:1]) for w, b in zip(self.weights[1:], self.bias_cols[1:], strict=True)]
+        self.actor_layers += [(w[:1], b[:1]) for w, b in self.layers[1:]]
         self.grad: torch.Tensor | None = None  # the update's buffers, allocated on first use
 
     def _pieces(self, buffer: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -333,26 +334,31 @@ class FusedAgent:
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Outputs (G, action_dim, B) for observations (B, obs): row 0 the actor's, row 1 the critic's
         (the value in its column 0); also the layer inputs the backward pass needs."""
-        x = obs.t()
-        doubled = self.activation == "tanh" and obs.shape[0] * self.width >= SIGMOID_TANH_MIN_ELEMENTS
-        scale = 2.0 if doubled else 1.0
-        h = torch.addmm(self.bias_cols[0], self.weights[0], x, beta=scale, alpha=scale)
-        inputs = [x, _activate(h, self.activation, doubled).view(self.groups, -1, x.shape[1])]
-        for weight, bias in zip(self.weights[1:-1], self.bias_cols[1:-1], strict=True):
-            h = torch.baddbmm(bias, weight, inputs[-1], beta=scale, alpha=scale)
-            inputs.append(_activate(h, self.activation, doubled))
-        return torch.baddbmm(self.bias_cols[-1], self.weights[-1], inputs[-1]), inputs
+        return self._forward_columns(obs, self.layers)
 
     def actor_forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """The actor's outputs (action_dim, B) alone, as :meth:`forward` computes them: half its work."""
+        """The actor's outputs (action_dim, B) alone, at half :meth:`forward`'s work.
+
+        Bit for bit ``forward(obs)[0][0]`` for B ≥ 2 (one column takes another BLAS kernel).
+        """
+        return self._forward_columns(obs, self.actor_layers)[0][0]
+
+    def _forward_columns(
+        self, obs: torch.Tensor, layers: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The feature-major pass through ``layers`` (both networks', or the actor's alone)."""
         x = obs.t()
-        (weight, bias), *hidden, (head, head_bias) = self.actor_layers
-        doubled = self.activation == "tanh" and obs.shape[0] * weight.shape[0] >= SIGMOID_TANH_MIN_ELEMENTS
+        # The activation's form follows the fused width whichever networks run, so that the
+        # actor alone computes exactly what it computes beside the critic.
+        doubled = self.activation == "tanh" and obs.shape[0] * self.width >= SIGMOID_TANH_MIN_ELEMENTS
         scale = 2.0 if doubled else 1.0
-        h = _activate(torch.addmm(bias, weight, x, beta=scale, alpha=scale), self.activation, doubled).unsqueeze(0)
+        (weight, bias), *hidden, (head, head_bias) = layers
+        h = torch.addmm(bias, weight, x, beta=scale, alpha=scale)
+        inputs = [x, _activate(h, self.activation, doubled).view(head.shape[0], -1, x.shape[1])]
         for weight, bias in hidden:
-            h = _activate(torch.baddbmm(bias, weight, h, beta=scale, alpha=scale), self.activation, doubled)
-        return torch.baddbmm(head_bias, head, h)[0]
+            h = torch.baddbmm(bias, weight, inputs[-1], beta=scale, alpha=scale)
+            inputs.append(_activate(h, self.activation, doubled))
+        return torch.baddbmm(head_bias, head, inputs[-1]), inputs
 
     def backward(self, grad_out: torch.Tensor, inputs: list[torch.Tensor]) -> None:
         """Fill the gradient buffer from dLoss/d(outputs) (G, action_dim, B); log_std is the caller's."""
