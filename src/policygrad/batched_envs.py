@@ -174,12 +174,12 @@ class BatchedCartPole(gym.vector.VectorEnv):
 
 def replica(env_id: str, num_envs: int) -> gym.vector.VectorEnv | None:
     """A batched replica of ``num_envs`` × ``gym.make(env_id)``, or None where there is none."""
+    if not has_replica(env_id):
+        return None
     spec = gym.spec(env_id)
-    if spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs and spec.max_episode_steps:
-        envs = BatchedCartPole(num_envs, spec.max_episode_steps)
-        envs.spec = spec
-        return envs
-    return None
+    envs = BatchedCartPole(num_envs, spec.max_episode_steps)
+    envs.spec = spec
+    return envs
 
 
 def has_replica(env_id: str) -> bool:

@@ -324,7 +324,6 @@ class LMTrainer:
 
     def _finish(self, stop_reason: str) -> dict[str, Any]:
         cfg, counters = self.cfg, self.counters
-        self.log.flush()  # the learning curve is drawn from metrics.csv
         start = time.perf_counter()
         final = self.evaluate(self.policy)
         reference = self.evaluate(self.reference)
