@@ -198,7 +198,8 @@ def test_evolution_each_node_shows_what_it_adds_its_equation_and_source() -> Non
 
 def test_evolution_trains_live_and_stops() -> None:
     app = _page("evolution")
-    app.segmented_control(key="evolution_algo").set_value("a2c").run()
+    # The slowest step of the chain: A2C and PPO can finish 400,000 CartPole steps before Stop lands.
+    app.segmented_control(key="evolution_algo").set_value("actor-critic").run()
     app.number_input(key="evolution_steps").set_value(100).run()
     app.button(key="evolution_train").click().run()
     assert any("training steps must be between 1,000 and 500,000" in e.value for e in app.error)
@@ -206,7 +207,7 @@ def test_evolution_trains_live_and_stops() -> None:
     app.button(key="evolution_train").click().run()
     _no_traceback(app)
     job = app.session_state["lab.training"]
-    assert job.algo == "a2c" and app.button(key="evolution_train").disabled
+    assert job.algo == "actor-critic" and app.button(key="evolution_train").disabled
     deadline = time.monotonic() + 120
     while len(job.poll()["rows"]) < 3 and time.monotonic() < deadline:
         time.sleep(0.3)
@@ -220,5 +221,5 @@ def test_evolution_trains_live_and_stops() -> None:
         job.poll()
     app.run()
     assert job.status == "stopped" and len(job.rows) >= rows_before
-    assert any("A2C stopped after" in s.value for s in app.success)
+    assert any("Actor-Critic stopped after" in s.value for s in app.success)
     assert not app.button(key="evolution_train").disabled

@@ -242,18 +242,23 @@ def test_evolution_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
     page.mouse.click(label["x"] - 20, label["y"] + label["height"] / 2)
     _idle(page)
     page.get_by_role("heading", name="A2C", exact=True).wait_for()
-    _type(page, "steps (1,000–500,000)", "200000")
-    _click(page, "Train A2C")
-    _text(page, "of 200,000 steps", timeout_ms=90_000)
+    # Stop is tested on the slowest step of the chain: A2C and PPO finish 500,000 CartPole steps
+    # in seconds, before a click on Stop could land.
+    page.get_by_role("radio", name="Actor-Critic", exact=True).click()
+    _idle(page)
+    page.get_by_role("heading", name="Actor-Critic", exact=True).wait_for()
+    _type(page, "steps (1,000–500,000)", "500000")
+    _click(page, "Train Actor-Critic")
+    _text(page, "of 500,000 steps", timeout_ms=90_000)
     time.sleep(1.5)
-    _text(page, "of 200,000 steps")
+    _text(page, "of 500,000 steps")
     _snap(page, shots / "evolution-training.png")
     _click(page, "Stop training")
-    _text(page, "A2C stopped after", timeout_ms=60_000)
+    _text(page, "Actor-Critic stopped after", timeout_ms=60_000)
     page.get_by_role("button", name="Stop training", exact=True).wait_for(state="detached")
     _idle(page)
     assert page.locator("[data-testid='stVegaLiteChart']").count() == 2  # the graph and one training curve
-    assert page.get_by_role("button", name="Train A2C", exact=True).is_enabled()
+    assert page.get_by_role("button", name="Train Actor-Critic", exact=True).is_enabled()
     _snap(page, shots / "evolution.png")
 
 

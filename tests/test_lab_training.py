@@ -35,7 +35,7 @@ def test_training_reports_every_update_then_finishes() -> None:
 
 
 def test_stop_ends_training_early() -> None:
-    job = LiveTraining("ppo", total_steps=500_000, seed=1)
+    job = LiveTraining("actor-critic", total_steps=500_000, seed=1)  # the slowest step: seconds of work left at Stop
     _wait_for(job, lambda s: len(s["rows"]) >= 2)
     job.stop()
     state = _wait_for(job, lambda s: not job.running, timeout=60)
@@ -48,3 +48,15 @@ def test_bad_training_requests() -> None:
         LiveTraining("ppo2")
     with pytest.raises(PolicygradError, match="training steps"):
         LiveTraining("ppo", total_steps=10)
+
+
+def test_long_runs_draw_a_thinned_curve_that_ends_at_the_newest_row() -> None:
+    from policygrad.lab.charts import MAX_CURVE_POINTS, training_curve
+
+    rows = [{"env_step": 32 * (i + 1), "episodic_return_mean": float(i % 500)} for i in range(15_625)]
+    data = training_curve(rows, "#2ca02c", 500_000).data
+    assert len(data) <= MAX_CURVE_POINTS
+    assert data["env_step"].iloc[-1] == rows[-1]["env_step"]
+    assert data["env_step"].is_monotonic_increasing
+    short = training_curve(rows[:40], "#2ca02c", 500_000).data
+    assert list(short["env_step"]) == [row["env_step"] for row in rows[:40]]  # short runs: every update

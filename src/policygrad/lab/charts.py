@@ -302,16 +302,22 @@ def chain_graph(
     )
 
 
+#: A live curve draws at most this many points: the browser redraws it every second, and a long
+#: run reports tens of thousands of updates.
+MAX_CURVE_POINTS = 600
+
+
 def training_curve(rows: Sequence[dict[str, float]], color: str, total_steps: int, height: int = 300) -> alt.Chart:
-    """Mean return of recent episodes against environment steps, as the rows arrive."""
-    data = pd.DataFrame(
-        [
-            {"env_step": r["env_step"], "return": r["episodic_return_mean"]}
-            for r in rows
-            if r.get("episodic_return_mean") is not None and not math.isnan(r["episodic_return_mean"])
-        ]
-        or [{"env_step": 0, "return": float("nan")}]
-    )
+    """Mean return of recent episodes against environment steps, as the rows arrive (thinned evenly, last kept)."""
+    points = [
+        {"env_step": r["env_step"], "return": r["episodic_return_mean"]}
+        for r in rows
+        if r.get("episodic_return_mean") is not None and not math.isnan(r["episodic_return_mean"])
+    ]
+    if len(points) > MAX_CURVE_POINTS:
+        stride = math.ceil(len(points) / (MAX_CURVE_POINTS - 1))
+        points = points[-1::-stride][::-1]  # counted back from the newest, so the last row is always drawn
+    data = pd.DataFrame(points or [{"env_step": 0, "return": float("nan")}])
     return (
         alt.Chart(data)
         .mark_line(color=color, strokeWidth=2, point=len(data) < 30)
