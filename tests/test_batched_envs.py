@@ -85,18 +85,21 @@ def test_a_pickled_replica_continues_identically() -> None:
         assert_same_step(envs.step(actions), copy.step(actions))
 
 
-@pytest.mark.parametrize("actions", [np.array([0, 2]), np.array([-1, 0]), np.array([0.0, 1.0]), np.array([0, 1, 1])])
-def test_invalid_actions_are_refused(actions: np.ndarray) -> None:
-    envs = BatchedCartPole(2)
+@pytest.mark.parametrize("n", [2, 40])  # the per-environment float loop, and the array operations
+@pytest.mark.parametrize("pattern", [[0, 2], [-1, 0], [0.0, 1.0], [0, 1, 1]])
+def test_invalid_actions_are_refused(n: int, pattern: list[float]) -> None:
+    envs = BatchedCartPole(n)
     envs.reset(seed=0)
+    actions = np.array(pattern * (n // 2)) if len(pattern) == 2 else np.array(pattern)  # wrong shape: 3 for n
     with pytest.raises(ValueError, match="CartPole actions"):
         envs.step(actions)
 
 
-def test_boolean_actions_are_indices() -> None:
-    ref, rep = gymnasium_sync("CartPole-v1", 2), replica("CartPole-v1", 2)
+@pytest.mark.parametrize("n", [2, 40])
+def test_boolean_actions_are_indices(n: int) -> None:
+    ref, rep = gymnasium_sync("CartPole-v1", n), replica("CartPole-v1", n)
     ref.reset(seed=3), rep.reset(seed=3)
-    assert_same_step(ref.step(np.array([0, 1])), rep.step(np.array([False, True])))
+    assert_same_step(ref.step(np.arange(n) % 2), rep.step(np.arange(n) % 2 == 1))
 
 
 def test_make_envs_picks_the_replica_where_one_exists() -> None:

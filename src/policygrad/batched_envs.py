@@ -89,8 +89,6 @@ class BatchedCartPole(gym.vector.VectorEnv):
         self.state = np.zeros((4, num_envs))  # x, ẋ, θ, θ̇ as rows
         self.elapsed = np.zeros(num_envs, dtype=np.int64)
         self.autoreset = np.zeros(num_envs, dtype=bool)
-        self.episode_returns = np.zeros(num_envs)
-        self.episode_lengths = np.zeros(num_envs, dtype=np.int64)
         self.forces = np.array([-FORCE_MAG, FORCE_MAG])
         self.ones = np.ones(num_envs)
 
@@ -122,51 +120,60 @@ class BatchedCartPole(gym.vector.VectorEnv):
         for i, s in enumerate(seeds):
             self._reset_env(i, s)
         self.autoreset[:] = False
-        self.episode_returns[:] = 0.0
-        self.episode_lengths[:] = 0
         return self.state.T.astype(np.float32), {}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or actions.dtype.kind not in "iub":
             raise ValueError(f"CartPole actions must be {self.num_envs} integers in {{0, 1}}, got {actions!r}")
+        if self.num_envs <= SCALAR_MAX_ENVS:
+            state, terminated = self._step_floats(actions)
+        else:
+            state, terminated = self._step_arrays(actions)
+        self.state = state
+        # Every step is worth 1 and a reset step zeroes the count, so the episode's length and
+        # return are both ``elapsed``: no separate statistics to keep.
+        self.elapsed += 1
+        truncated = self.elapsed >= self.max_episode_steps
+        rewards = self.ones.copy()
+        resetting = self.autoreset
+        if np.count_nonzero(resetting):  # NEXT_STEP autoreset: these envs reset instead of stepping
+            for i in np.flatnonzero(resetting):
+                self._reset_env(i, None)  # elapsed 0: a reset step counts towards no episode
+            rewards[resetting] = 0.0
+            terminated[resetting] = False
+            truncated[resetting] = False
+        self.autoreset = done = terminated | truncated
+        info: dict[str, Any] = {}
+        if np.count_nonzero(done):  # as EpisodeStatistics reports them
+            info["episode"] = {"r": np.where(done, self.elapsed, 0.0), "l": np.where(done, self.elapsed, 0)}
+            info["_episode"] = done
+        return state.T.astype(np.float32), rewards, terminated, truncated, info
+
+    def _step_floats(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The dynamics and terminations one environment at a time, on Python floats."""
+        chosen = actions.tolist()
+        if not {0, 1}.issuperset(chosen):  # True and False are 1 and 0 here
+            raise ValueError(f"CartPole actions must be 0 or 1, got {actions!r}")
+        forces = [FORCE_MAG if a else -FORCE_MAG for a in chosen]
+        rows = [
+            cartpole_dynamics(x, x_dot, theta, theta_dot, force, math.cos, math.sin)
+            for x, x_dot, theta, theta_dot, force in zip(*self.state.tolist(), forces, strict=True)
+        ]
+        # x < −x̄ or x > x̄ is |x| > x̄ exactly (negation is exact), and likewise for θ.
+        terminated = [abs(row[0]) > X_THRESHOLD or abs(row[2]) > THETA_THRESHOLD_RADIANS for row in rows]
+        return np.array(rows).T, np.array(terminated)
+
+    def _step_arrays(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The dynamics and terminations of every environment as float64 array operations."""
         if actions.dtype.kind == "b":  # an index, not a mask
             actions = actions.view(np.uint8)
         elif np.count_nonzero(actions >> 1):  # anything but 0 and 1, negatives included
             raise ValueError(f"CartPole actions must be 0 or 1, got {actions!r}")
-        force = self.forces[actions]
-        if self.num_envs <= SCALAR_MAX_ENVS:
-            envs = zip(*self.state.tolist(), force.tolist(), strict=True)
-            state = np.array([cartpole_dynamics(*env, math.cos, math.sin) for env in envs]).T
-        else:
-            state = np.stack(cartpole_dynamics(*self.state, force, np.cos, np.sin))
-        self.state = state
-        # x < −x̄ or x > x̄ is |x| > x̄ exactly (negation is exact), and likewise for θ.
+        state = np.stack(cartpole_dynamics(*self.state, self.forces[actions], np.cos, np.sin))
         terminated = np.abs(state[0]) > X_THRESHOLD
         terminated |= np.abs(state[2]) > THETA_THRESHOLD_RADIANS
-        self.elapsed += 1
-        truncated = self.elapsed >= self.max_episode_steps
-        rewards = self.ones.copy()
-        self.episode_returns += rewards
-        self.episode_lengths += 1
-        resetting = self.autoreset
-        if np.count_nonzero(resetting):  # NEXT_STEP autoreset: these envs reset instead of stepping
-            for i in np.flatnonzero(resetting):
-                self._reset_env(i, None)
-            rewards[resetting] = 0.0
-            terminated[resetting] = False
-            truncated[resetting] = False
-            self.episode_returns[resetting] = 0.0  # a reset step counts towards no episode
-            self.episode_lengths[resetting] = 0
-        self.autoreset = done = terminated | truncated
-        info: dict[str, Any] = {}
-        if np.count_nonzero(done):  # as EpisodeStatistics reports them
-            info["episode"] = {
-                "r": np.where(done, self.episode_returns, 0.0),
-                "l": np.where(done, self.episode_lengths, 0),
-            }
-            info["_episode"] = done
-        return state.T.astype(np.float32), rewards, terminated, truncated, info
+        return state, terminated
 
     def __repr__(self) -> str:
         return f"BatchedCartPole(num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"
