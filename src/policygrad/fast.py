@@ -599,8 +599,8 @@ def actor_critic_step(
     the values at collection (``old_values``). Inputs are flat (B, ...).
     """
     fused.begin(params, optimizer)
-    count = float(mask.sum())
-    weight = mask.to(torch.float32).div_(max(count, 1.0))
+    count = float(torch.count_nonzero(mask))
+    weight = torch.where(mask, 1.0, 0.0).div_(max(count, 1.0))
     log_probs, entropy, error = actor_critic_gradient(
         fused, obs, actions, advantages, weight, returns, vf_coef=vf_coef, ent_coef=ent_coef
     )

@@ -66,7 +66,7 @@ class Rollout:
     @property
     def num_steps(self) -> int:
         """Number of real (unmasked) transitions."""
-        return int(self.mask.sum().item())
+        return int(torch.count_nonzero(self.mask))
 
     def flat(self, name: str) -> torch.Tensor:
         """A field with (N, T) merged into one batch dimension."""
