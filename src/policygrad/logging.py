@@ -37,14 +37,6 @@ COLUMNS = [
 ]
 
 
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else repr(value)
-    return str(value)
-
-
 class MetricsLog:
     """Appends one row per update to ``metrics.csv``, and to TensorBoard at most every ``tensorboard_interval`` s.
 
@@ -100,7 +92,9 @@ class MetricsLog:
         return rows
 
     def write(self, row: dict[str, Any]) -> None:
-        self.writer.writerow([_format(row.get(k)) for k in self.columns])
+        # csv writes None as an empty cell and a float as its repr; NaN (the one value v != v)
+        # becomes an empty cell too.
+        self.writer.writerow([v if v == v else None for v in map(row.get, self.columns)])
         now = time.monotonic()
         if now - self._flushed >= self.flush_interval:
             self.flush()
