@@ -126,6 +126,62 @@ def test_actor_critic_gradient_matches_autograd(discrete, critic):
         torch.testing.assert_close(got, want, atol=2e-6, rtol=1e-4)
 
 
+def _actor_critic_steps(agent, size, small_batch_max, steps=3, ent_coef=0.01):
+    """Parameters, Adam state and metrics after ``steps`` fused actor-critic steps on one batch."""
+    from policygrad import small_batch
+
+    obs, actions, old, adv, returns, mask = batch(agent, size)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=3e-3)
+    limit, small_batch.MAX_SAMPLES = small_batch.MAX_SAMPLES, small_batch_max
+    try:
+        metrics = [
+            fast.actor_critic_step(
+                *fast.learner(agent, optimizer), optimizer, obs, actions, adv, returns, mask, old, returns * 0.5,
+                vf_coef=0.5 if agent.critic is not None else 0.0, ent_coef=ent_coef, max_grad_norm=0.5,
+            )
+            for _ in range(steps)
+        ]  # fmt: skip
+    finally:
+        small_batch.MAX_SAMPLES = limit
+    return [p.detach().clone() for p in agent.parameters()], optimizer.state_dict()["state"], metrics
+
+
+@pytest.mark.parametrize("discrete", [True, False])
+@pytest.mark.parametrize("critic", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+@pytest.mark.parametrize("ent_coef", [0.0, 0.01])
+def test_small_batch_numpy_step_equals_the_torch_step(discrete, critic, activation, ent_coef):
+    """policygrad.small_batch takes batches up to MAX_SAMPLES: the same step as the torch kernels."""
+    kwargs = dict(discrete=discrete, critic=critic, activation=activation)
+    torch_params, torch_state, torch_metrics = _actor_critic_steps(make_agent(**kwargs), 40, 0, ent_coef=ent_coef)
+    params, state, metrics = _actor_critic_steps(make_agent(**kwargs), 40, 64, ent_coef=ent_coef)
+    for got, want in zip(params, torch_params, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    for k in torch_state:
+        assert float(state[k]["step"]) == float(torch_state[k]["step"]) == 3
+        torch.testing.assert_close(state[k]["exp_avg"], torch_state[k]["exp_avg"], atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(state[k]["exp_avg_sq"], torch_state[k]["exp_avg_sq"], atol=1e-7, rtol=1e-4)
+    for got, want in zip(metrics, torch_metrics, strict=True):
+        assert got.keys() == want.keys()
+        for key in want:
+            assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+
+
+def test_small_batch_non_finite_step_raises_and_leaves_the_weights_alone():
+    agent = make_agent()
+    obs, actions, old, adv, returns, mask = batch(agent, 40)
+    optimizer = torch.optim.Adam(agent.parameters())
+    before = [p.clone() for p in agent.parameters()]
+    adv[3] = float("nan")
+    with pytest.raises(NonFiniteLossError):
+        fast.actor_critic_step(
+            *fast.learner(agent, optimizer), optimizer, obs, actions, adv, returns, mask | True, old, returns,
+            vf_coef=0.5, ent_coef=0.0, max_grad_norm=0.5,
+        )  # fmt: skip
+    assert all(torch.equal(p, q) for p, q in zip(before, agent.parameters(), strict=True))
+    assert all(float(s["step"]) == 0 for s in optimizer.state.values())
+
+
 def collect(env_id, module, overrides, fused, updates, critic=True, episodes=False):
     envs, info = make_envs(env_id, 4, "sync")
     torch.manual_seed(0)

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.autograd.graph import increment_version
 
+from policygrad import small_batch
 from policygrad.errors import NonFiniteLossError
 from policygrad.optim import Adam
 
@@ -148,6 +149,7 @@ class FusedAgent:
         self.actor_layers = [(self.weights[0][:h1], self.bias_cols[0][:h1])]
         self.actor_layers += [(w[:1], b[:1]) for w, b in self.layers[1:]]
         self.grad: torch.Tensor | None = None  # the update's buffers, allocated on first use
+        self.numpy_views: Any = None  # policygrad.small_batch's views of the buffers, made on first use
 
     def _pieces(self, buffer: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         g, sizes, offset = self.groups, self.sizes, 0
@@ -383,11 +385,16 @@ class FusedAgent:
         norms = torch.mv(self.segments, grad.square()).sqrt_()
         if max_grad_norm > 0:
             grad.mul_(torch.mv(self.segments.t(), (max_grad_norm / (norms + 1e-6)).clamp_(max=1.0)))
+        self.adam_step()
+        return norms
+
+    def adam_step(self) -> None:
+        """One Adam step (torch's fused kernel) from the gradient buffer, clipped or not."""
         self.taken += 1
         self.step_tensor += 1
         torch._fused_adam_(
             [self.params],
-            [grad],
+            [self.grad],
             [self.exp_avg],
             [self.exp_avg_sq],
             [],
@@ -400,7 +407,6 @@ class FusedAgent:
             amsgrad=False,
             maximize=False,
         )
-        return norms
 
     # ----- the policy head (feature-major: outputs (action_dim, B)) ----------------------------
     def log_probs(self, out: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, Any]:
@@ -596,8 +602,25 @@ def actor_critic_step(
 
     The fused form of :func:`policygrad.algorithms.common.actor_critic_update`'s step; also
     returns the post-update k3 KL on the batch and, with a critic, the explained variance of
-    the values at collection (``old_values``). Inputs are flat (B, ...).
+    the values at collection (``old_values``). Inputs are flat (B, ...). Batches of at most
+    :data:`policygrad.small_batch.MAX_SAMPLES` samples take the same step in numpy.
     """
+    if obs.shape[0] <= small_batch.MAX_SAMPLES:
+        return small_batch.actor_critic_step(
+            fused,
+            params,
+            optimizer,
+            obs,
+            actions,
+            advantages,
+            returns,
+            mask,
+            old_log_probs,
+            old_values,
+            vf_coef=vf_coef,
+            ent_coef=ent_coef,
+            max_grad_norm=max_grad_norm,
+        )
     fused.begin(params, optimizer)
     count = float(torch.count_nonzero(mask))
     weight = torch.where(mask, 1.0, 0.0).div_(max(count, 1.0))
@@ -619,14 +642,24 @@ def actor_critic_step(
     values = torch.cat([*parts, norms]).tolist()
     check_finite(fused, values)
     fused.end()
+    return actor_critic_metrics(values, len(rows), error is not None)
+
+
+def actor_critic_metrics(values: list[float], num_rows: int, critic: bool) -> dict[str, float]:
+    """The metrics of an actor-critic step from its reduced values.
+
+    ``values``: the masked means of the ``num_rows`` metric rows (log π·A, entropy, k3 KL,
+    then with a critic (V − R)², R − V_old, R), with a critic the variances of the last two,
+    then the per-network gradient norms.
+    """
     metrics = {"policy_loss": -values[0], "entropy": values[1]}
-    if error is not None:
+    if critic:
         metrics["value_loss"] = 0.5 * values[3]
         # 1 − Var[R − V] / Var[R], V the values at collection (as losses.explained_variance)
         var_error, var_returns = values[6], values[7]
         metrics["explained_variance"] = 1.0 - var_error / var_returns if var_returns > 0.0 else math.nan
-        del values[6:8]
-    metrics["grad_norm"] = math.sqrt(sum(v * v for v in values[len(rows) :]))
+        values = values[:6] + values[8:]
+    metrics["grad_norm"] = math.sqrt(sum(v * v for v in values[num_rows:]))
     metrics["approx_kl"] = values[2]  # k3: E[(ρ − 1) − log ρ]
     return metrics
 

@@ -1,0 +1,186 @@
+"""The fused actor-critic step on numpy arrays, for batches of at most :data:`MAX_SAMPLES` samples.
+
+Why: an A2C update at SB3's zoo layout (8 environments × 5 steps) has 40 samples, and there
+every eager torch op costs its fixed overhead whatever its size: the fused step of
+:func:`policygrad.fast.actor_critic_step` is about 75 of them, ≈0.8 ms in a training loop,
+a third of the update. A numpy op on arrays this small costs a fraction of a torch op. This
+module computes the same step — the chain rule through the MLPs, the entropy and value
+terms, per-network clipping, the post-update KL and the metrics; Adam stays torch's fused
+kernel — on numpy views of the same flat buffers, so the parameters, the optimiser state
+and checkpoints are shared with the torch paths, which can alternate with it within a run.
+
+Only small batches come here: beyond :data:`MAX_SAMPLES` samples torch's kernels win, and
+numpy's bundled BLAS may start threads for its matmuls (which stall on a loaded machine).
+The results equal the torch step's up to float32 rounding (numpy's own matmuls and
+``tanh``); ``tests/test_fast.py`` holds both paths to the autograd reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from policygrad import fast
+
+#: The largest batch the numpy step takes (a (64 × 64) @ (64 × B) product stays on one BLAS thread).
+MAX_SAMPLES = 64
+
+
+class NumpyViews:
+    """numpy views of a :class:`~policygrad.fast.FusedAgent`'s flat buffers, laid out as its pieces."""
+
+    def __init__(self, fused: fast.FusedAgent) -> None:
+        assert fused.grad is not None, "the update's buffers exist before the first step"
+        self.weights = [w.numpy() for w in fused.weights]
+        self.biases = [b.numpy() for b in fused.biases]
+        self.grad = fused.grad.numpy()
+        self.grad_weights = [w.numpy() for w in fused.grad_weights]
+        self.grad_biases = [b.numpy() for b in fused.grad_biases]
+        self.params = fused.params.numpy()
+        self.exp_avg, self.exp_avg_sq = fused.exp_avg.numpy(), fused.exp_avg_sq.numpy()
+        self.segments = fused.segments.numpy()
+        self.log_std = None if fused.discrete else fused.log_std.numpy()
+        self.grad_log_std = None if fused.discrete else fused.grad_log_std.numpy()
+        h1 = fused.sizes[1]
+        self.actor_weights = [self.weights[0][:h1]] + [w[:1] for w in self.weights[1:]]
+        self.actor_biases = [self.biases[0][:h1]] + [b[:1] for b in self.biases[1:]]
+
+
+def views(fused: fast.FusedAgent) -> NumpyViews:
+    """The fused agent's numpy views, made once (its buffers are never reallocated)."""
+    if fused.numpy_views is None:
+        fused.numpy_views = NumpyViews(fused)
+    return fused.numpy_views
+
+
+def forward(
+    fused: fast.FusedAgent, weights: list[np.ndarray], biases: list[np.ndarray], obs: np.ndarray
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Outputs (G, action_dim, B) through ``weights`` (both networks' or the actor's), and each layer's input."""
+    x = obs.T
+    groups = weights[-1].shape[0]
+    h = weights[0] @ x
+    h += biases[0][:, None]
+    inputs = [x, _activate(h, fused.activation).reshape(groups, -1, x.shape[1])]
+    for weight, bias in zip(weights[1:-1], biases[1:-1], strict=True):
+        h = weight @ inputs[-1]
+        h += bias[..., None]
+        inputs.append(_activate(h, fused.activation))
+    out = weights[-1] @ inputs[-1]
+    out += biases[-1][..., None]
+    return out, inputs
+
+
+def _activate(h: np.ndarray, activation: str) -> np.ndarray:
+    return np.maximum(h, 0.0, out=h) if activation == "relu" else np.tanh(h, out=h)
+
+
+def log_probs(fused: fast.FusedAgent, v: NumpyViews, out: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, Any]:
+    """log π(a|s) (B,) from the actor's outputs (action_dim, B), and what the head's backward pass needs."""
+    if fused.discrete:
+        shifted = out - out.max(0)
+        log_probs_all = shifted - np.log(np.exp(shifted).sum(0))
+        return np.take_along_axis(log_probs_all, actions[None], 0)[0], log_probs_all
+    assert v.log_std is not None
+    std = np.exp(v.log_std)[:, None]
+    z = (actions.T - out) / std
+    z_sq = z * z
+    return (z_sq * -0.5 - (v.log_std + fast.LOG_SQRT_2PI)[:, None]).sum(0), (z, z_sq, std)
+
+
+def actor_critic_step(
+    fused: fast.FusedAgent,
+    params: list[nn.Parameter],
+    optimizer: torch.optim.Optimizer,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    old_log_probs: torch.Tensor,
+    old_values: torch.Tensor,
+    *,
+    vf_coef: float,
+    ent_coef: float,
+    max_grad_norm: float,
+) -> dict[str, float]:
+    """:func:`policygrad.fast.actor_critic_step` in numpy: the same arguments, the same metrics."""
+    fused.begin(params, optimizer)
+    v = views(fused)
+    obs_np, actions_np = obs.numpy(), actions.numpy()
+    adv, ret, mask_np = advantages.numpy(), returns.numpy(), mask.numpy()
+    weight = mask_np.astype(np.float32)
+    weight /= np.float32(max(int(np.count_nonzero(mask_np)), 1))
+
+    # Forward, and dLoss/d(outputs) for −Σ w·log π·A + vf_coef·½Σ w(V − R)² − ent_coef·Σ w·H.
+    out, inputs = forward(fused, v.weights, v.biases, obs_np)
+    log_probs_now, saved = log_probs(fused, v, out[0], actions_np)
+    grad_out = np.zeros_like(out)
+    grad_log_probs = -(weight * adv)
+    ent_weight = weight * np.float32(ent_coef) if ent_coef else None
+    if fused.discrete:
+        probs = np.exp(saved)
+        entropy = -(probs * saved).sum(0)
+        chosen = np.zeros_like(probs)
+        np.put_along_axis(chosen, actions_np[None], 1.0, 0)
+        np.multiply(chosen - probs, grad_log_probs, out=grad_out[0])  # d log π(a)/dz = onehot(a) − p
+        if ent_weight is not None:  # dH/dz_j = −p_j (log p_j + H)
+            grad_out[0] += probs * (saved + entropy) * ent_weight
+    else:
+        z, z_sq, std = saved
+        assert v.log_std is not None and v.grad_log_std is not None
+        entropy = np.full(1, (v.log_std + (0.5 + fast.LOG_SQRT_2PI)).sum(), dtype=np.float32)
+        np.divide(z * grad_log_probs, std, out=grad_out[0])  # d log π/dμ = z/σ
+        np.matmul(z_sq - 1.0, grad_log_probs, out=v.grad_log_std)  # d log π/d log σ = z² − 1
+        if ent_weight is not None:
+            v.grad_log_std -= ent_weight.sum()  # dH/d log σ = 1
+    error = None
+    if fused.groups == 2:
+        error = out[1, 0] - ret
+        np.multiply(error, weight * np.float32(vf_coef), out=grad_out[1, 0])
+    _backward(fused, v, grad_out, inputs)
+    norms = _clip_and_adam(fused, v, max_grad_norm)
+
+    new_out, _ = forward(fused, v.actor_weights, v.actor_biases, obs_np)
+    log_ratio = log_probs(fused, v, new_out[0], actions_np)[0] - old_log_probs.numpy()
+    rows = [log_probs_now * adv, np.broadcast_to(entropy, log_probs_now.shape), np.expm1(log_ratio) - log_ratio]
+    if error is not None:
+        rows += [error * error, ret - old_values.numpy(), ret]
+    stacked = np.stack(rows)
+    means = stacked @ weight
+    parts = [means]
+    if error is not None:  # two-pass variances of R − V and R
+        parts.append(np.square(stacked[4:] - means[4:, None]) @ weight)
+    values = np.concatenate([*parts, norms]).tolist()
+    fast.check_finite(fused, values)
+    fused.end()
+    return fast.actor_critic_metrics(values, len(rows), error is not None)
+
+
+def _backward(fused: fast.FusedAgent, v: NumpyViews, grad_out: np.ndarray, inputs: list[np.ndarray]) -> None:
+    """Fill the gradient buffer from dLoss/d(outputs) (G, action_dim, B), as FusedAgent.backward does."""
+    delta = grad_out
+    for layer in range(len(v.weights) - 1, 0, -1):
+        np.matmul(delta, inputs[layer].transpose(0, 2, 1), out=v.grad_weights[layer])
+        np.sum(delta, -1, out=v.grad_biases[layer])
+        delta = v.weights[layer].transpose(0, 2, 1) @ delta
+        if fused.activation == "relu":
+            delta *= inputs[layer] > 0.0
+        else:
+            delta *= 1.0 - inputs[layer] * inputs[layer]
+    delta = delta.reshape(-1, delta.shape[-1])
+    np.matmul(delta, inputs[0].T, out=v.grad_weights[0])
+    np.sum(delta, -1, out=v.grad_biases[0])
+
+
+def _clip_and_adam(fused: fast.FusedAgent, v: NumpyViews, max_grad_norm: float) -> np.ndarray:
+    """:meth:`FusedAgent.step` with the clipping in numpy: the per-network norms before clipping (G,)."""
+    grad = v.grad
+    norms = np.sqrt(v.segments @ (grad * grad))
+    if max_grad_norm > 0:
+        grad *= np.minimum(np.float32(max_grad_norm) / (norms + np.float32(1e-6)), np.float32(1.0)) @ v.segments
+    fused.adam_step()  # one fused kernel: cheaper than numpy's ten passes over the buffers
+    return norms
