@@ -167,6 +167,19 @@ def test_small_batch_numpy_step_equals_the_torch_step(discrete, critic, activati
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
 
 
+def test_small_batch_serves_small_batches_of_modest_networks_only():
+    from policygrad import small_batch
+
+    def fused_of(hidden):
+        agent = make_agent(hidden=hidden)
+        return fast.learner(agent, torch.optim.Adam(agent.parameters()))[0]
+
+    default, wide = fused_of((64, 64)), fused_of((256, 256))
+    assert small_batch.serves(default, 40) and small_batch.serves(default, 64)
+    assert not small_batch.serves(default, 65)  # the torch kernels from here on
+    assert not small_batch.serves(wide, 40)  # a 256-wide product would start BLAS threads
+
+
 def test_small_batch_non_finite_step_raises_and_leaves_the_weights_alone():
     agent = make_agent()
     obs, actions, old, adv, returns, mask = batch(agent, 40)

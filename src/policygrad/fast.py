@@ -602,10 +602,10 @@ def actor_critic_step(
 
     The fused form of :func:`policygrad.algorithms.common.actor_critic_update`'s step; also
     returns the post-update k3 KL on the batch and, with a critic, the explained variance of
-    the values at collection (``old_values``). Inputs are flat (B, ...). Batches of at most
-    :data:`policygrad.small_batch.MAX_SAMPLES` samples take the same step in numpy.
+    the values at collection (``old_values``). Inputs are flat (B, ...). Small batches
+    (:func:`policygrad.small_batch.serves`) take the same step in numpy.
     """
-    if obs.shape[0] <= small_batch.MAX_SAMPLES:
+    if small_batch.serves(fused, obs.shape[0]):
         return small_batch.actor_critic_step(
             fused,
             params,

@@ -1,4 +1,4 @@
-"""The fused actor-critic step on numpy arrays, for batches of at most :data:`MAX_SAMPLES` samples.
+"""The fused actor-critic step on numpy arrays, for small batches (at most :data:`MAX_SAMPLES` samples).
 
 Why: an A2C update at SB3's zoo layout (8 environments × 5 steps) has 40 samples, and there
 every eager torch op costs its fixed overhead whatever its size: the fused step of
@@ -9,10 +9,10 @@ terms, per-network clipping, the post-update KL and the metrics; Adam stays torc
 kernel — on numpy views of the same flat buffers, so the parameters, the optimiser state
 and checkpoints are shared with the torch paths, which can alternate with it within a run.
 
-Only small batches come here: beyond :data:`MAX_SAMPLES` samples torch's kernels win, and
-numpy's bundled BLAS may start threads for its matmuls (which stall on a loaded machine).
-The results equal the torch step's up to float32 rounding (numpy's own matmuls and
-``tanh``); ``tests/test_fast.py`` holds both paths to the autograd reference.
+Only small batches of modest networks come here (:func:`serves`): beyond them torch's kernels
+win, and numpy's bundled BLAS may start threads for its matmuls (which stall on a loaded
+machine). The results equal the torch step's up to float32 rounding (numpy's own
+matmuls and ``tanh``); ``tests/test_fast.py`` holds both paths to the autograd reference.
 """
 
 from __future__ import annotations
@@ -25,8 +25,16 @@ from torch import nn
 
 from policygrad import fast
 
-#: The largest batch the numpy step takes (a (64 × 64) @ (64 × B) product stays on one BLAS thread).
+#: The largest batch the numpy step takes, and its largest hidden-layer product (samples × width²):
+#: beyond either, torch's kernels win, and numpy's bundled BLAS may start threads for a matmul.
 MAX_SAMPLES = 64
+MAX_PRODUCT = 64 * 64 * 64
+
+
+def serves(fused: fast.FusedAgent, samples: int) -> bool:
+    """Whether a step on ``samples`` samples runs here (small batches of modest networks)."""
+    width = max(fused.sizes[1:-1])
+    return samples <= MAX_SAMPLES and samples * width * width <= MAX_PRODUCT
 
 
 class NumpyViews:
