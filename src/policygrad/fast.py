@@ -606,21 +606,9 @@ def actor_critic_step(
     (:func:`policygrad.small_batch.serves`) take the same step in numpy.
     """
     if small_batch.serves(fused, obs.shape[0]):
-        return small_batch.actor_critic_step(
-            fused,
-            params,
-            optimizer,
-            obs,
-            actions,
-            advantages,
-            returns,
-            mask,
-            old_log_probs,
-            old_values,
-            vf_coef=vf_coef,
-            ent_coef=ent_coef,
-            max_grad_norm=max_grad_norm,
-        )
+        batch = (obs, actions, advantages, returns, mask, old_log_probs, old_values)
+        coefs = dict(vf_coef=vf_coef, ent_coef=ent_coef, max_grad_norm=max_grad_norm)
+        return small_batch.actor_critic_step(fused, params, optimizer, *batch, **coefs)
     fused.begin(params, optimizer)
     count = float(torch.count_nonzero(mask))
     weight = torch.where(mask, 1.0, 0.0).div_(max(count, 1.0))
