@@ -80,8 +80,12 @@ class Rollout:
 
 
 def _stream_seed(*keys: int) -> int:
-    digest = hashlib.blake2b("/".join(map(str, keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
+    return _seed_of_key("/".join(map(str, keys)))
+
+
+def _seed_of_key(key: str) -> int:
+    """A 63-bit seed from a key such as "seed/1/update/env": the first 8 bytes of its BLAKE2b digest."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
 
 
 def action_noise(
@@ -96,8 +100,7 @@ def action_noise(
     # one generator, re-seeded per env: this runs every update.
     prefix, generator, out = f"{seed}/1/{update}/", torch.Generator(), []
     for env_index in env_indices:
-        key = hashlib.blake2b(f"{prefix}{env_index}".encode(), digest_size=8).digest()
-        generator.manual_seed(int.from_bytes(key, "little") >> 1)
+        generator.manual_seed(_seed_of_key(f"{prefix}{env_index}"))
         if discrete:
             out.append(torch.rand(steps, generator=generator))
         else:

@@ -47,14 +47,12 @@ class NumpyViews:
         self.grad = fused.grad.numpy()
         self.grad_weights = [w.numpy() for w in fused.grad_weights]
         self.grad_biases = [b.numpy() for b in fused.grad_biases]
-        self.params = fused.params.numpy()
-        self.exp_avg, self.exp_avg_sq = fused.exp_avg.numpy(), fused.exp_avg_sq.numpy()
         self.segments = fused.segments.numpy()
         self.log_std = None if fused.discrete else fused.log_std.numpy()
         self.grad_log_std = None if fused.discrete else fused.grad_log_std.numpy()
-        h1 = fused.sizes[1]
-        self.actor_weights = [self.weights[0][:h1]] + [w[:1] for w in self.weights[1:]]
-        self.actor_biases = [self.biases[0][:h1]] + [b[:1] for b in self.biases[1:]]
+        # The actor's rows of each layer, as the fused agent's actor-only pass takes them.
+        self.actor_weights = [w.numpy() for w, _ in fused.actor_layers]
+        self.actor_biases = [b.squeeze(-1).numpy() for _, b in fused.actor_layers]
 
 
 def views(fused: fast.FusedAgent) -> NumpyViews:
