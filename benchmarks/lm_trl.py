@@ -27,38 +27,6 @@ import torch
 BATCH_PROMPTS, GROUP, LENGTH, BETA, LR = 16, 4, 16, 0.04, 1e-3
 
 
-def save_tiny_llama(folder: Path) -> int:
-    """A word-level tokenizer over the 16 task tokens and a ≈133k-parameter Llama, saved for TRL."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from policygrad.lm.tasks import BASE_TOKENS
-
-    word_level = Tokenizer(models.WordLevel({t: i for i, t in enumerate(BASE_TOKENS)}, unk_token="?"))
-    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=word_level, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="?"
-    )
-    config = LlamaConfig(
-        vocab_size=16,
-        hidden_size=64,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=32,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
-
-
 def target_reward(prompts: list[str], completions: list[str], **_: object) -> list[float]:
     """Fraction of the 16 completion tokens equal to the prompt's digit (TRL passes decoded text)."""
     out = []
@@ -200,6 +168,8 @@ def main() -> None:
         result["wall_seconds"] = time.perf_counter() - start
         print(json.dumps(result))
         return
+    from policygrad.lm.hf import save_tiny_llama
+
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -9,7 +9,7 @@ Everything runs on this machine with a private Ray instance started the way
 1. ``ray.init`` wall time and the resident memory of Ray's processes;
 2. an actor round trip, and the time one rollout update takes on CartPole-v1 (8 envs x 5
    steps, the A2C layout of SB3's zoo) in-process vs on 1 and 2 workers — the per-update overhead;
-3. collection throughput on a slow CartPole (:mod:`policygrad.distributed.slow_env`, ~1 ms
+3. collection throughput on a slow CartPole (``benchmarks/slow_env.py``, ~1 ms
    of CPU per step) in-process vs on 1 and 2 workers, for short and long rollouts;
 4. the weight broadcast per update (``ray.put`` + every worker loading the weights) against
    model size, 1M to 50M parameters — the regime of language-model policies.
@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from slow_env import burn_cpu, register_slow_cartpole  # benchmarks/slow_env.py, beside this script
 
 from policygrad.agent import Agent, AgentSpec
 from policygrad.distributed.ray_backend import RayCollector
 from policygrad.distributed.ray_workers import connect, import_ray, to_arrays, to_tensors
-from policygrad.distributed.slow_env import burn_cpu, register_slow_cartpole
 from policygrad.envs import make_envs
 from policygrad.rollout import RolloutCollector
 from policygrad.trainer import resolve_config

@@ -202,11 +202,11 @@ def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
     import numpy as np
     import torch
 
-    from policygrad import fast
     from policygrad.envs import reset_seeds
+    from policygrad.kernels.fused_mlp import FusedSampler
 
     obs, _ = envs.reset(seed=reset_seeds("auto", 0, n))
-    fused, done, start = fast.policy(agent), 0, time.perf_counter()
+    fused, done, start = FusedSampler(agent).ready(), 0, time.perf_counter()
     with torch.inference_mode():
         while time.perf_counter() - start < seconds:
             out, _ = fused.infer(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
@@ -218,9 +218,10 @@ def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
 def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float:
     """Env steps/s of RolloutCollector.collect."""
     from policygrad.envs import reset_seeds
+    from policygrad.kernels import rollout_sampler
     from policygrad.rollout import RolloutCollector
 
-    collector = RolloutCollector(envs, agent, seed=0)
+    collector = RolloutCollector(envs, agent, seed=0, sampler=rollout_sampler(agent))
     collector.reset(reset_seeds("auto", 0, n))
     done, update, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -288,7 +289,8 @@ def side_by_side(
     """For each (name, policygrad spec, sb3 spec): both libraries, seed by seed, alternating.
 
     With ``native``, policygrad also runs each seed on Gymnasium's native vectorised
-    CartPole (``vectorization = "native"``; the same hyperparameters). With ``repeats`` > 1
+    CartPole (``vectorization = "native"``; the same hyperparameters) and with the autograd
+    learner (``learner = "autograd"``: the reference, no kernel). With ``repeats`` > 1
     (throughput only), each library runs each seed that many times, still alternating, and
     keeps its fastest run: on a shared machine the fastest run is the least disturbed one
     (timeit's rule). Every run's steps/s is kept in ``repeat_steps_per_second``.
@@ -297,8 +299,10 @@ def side_by_side(
     for name, pg_spec, sb3_spec in pairs:
         native_spec = dict(pg_spec, overrides=dict(pg_spec.get("overrides", {}), vectorization="native"))
         specs = {"sb3": dict(sb3_spec, kind="sb3"), "policygrad": dict(pg_spec, kind="policygrad")}
+        autograd_spec = dict(pg_spec, overrides=dict(pg_spec.get("overrides", {}), learner="autograd"))
         if native:
             specs["policygrad_native"] = dict(native_spec, kind="policygrad")
+            specs["policygrad_autograd"] = dict(autograd_spec, kind="policygrad")
         out[name] = {key: [] for key in specs} | {"policygrad_config": pg_spec, "sb3_config": sb3_spec}
         for seed in seeds:
             runs: dict[str, list[dict[str, Any]]] = {key: [] for key in specs}
@@ -375,7 +379,11 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
         for name, runs in results["throughput"].items():
             sb = [r["steps_per_second"] for r in runs["sb3"]]
             lines.append(f"| {name} | SB3 | " + " | ".join(fmt(v, 0) for v in sb) + f" | {fmt(median(sb), 0)} | |")
-            for key, label in (("policygrad", "policygrad"), ("policygrad_native", "policygrad, native vector env")):
+            for key, label in (
+                ("policygrad", "policygrad"),
+                ("policygrad_native", "policygrad, native vector env"),
+                ("policygrad_autograd", "policygrad, autograd learner"),
+            ):
                 if key not in runs:
                     continue
                 pg = [r["steps_per_second"] for r in runs[key]]

@@ -44,6 +44,43 @@ def test_gae_matches_slow_loop(gamma, lam, length, n, dtype):
     torch.testing.assert_close(ret, adv + values)
 
 
+TORCH_DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+
+
+@pytest.mark.parametrize("device", TORCH_DEVICES)
+@pytest.mark.parametrize(
+    "gamma,lam,length,dtype",
+    list(itertools.product([0.9, 1.0], [0.0, 0.95, 1.0], [1, 3, 200], [torch.float32, torch.float64])),
+)
+def test_gae_torch_branch_matches_numpy_branch_and_slow_loop(gamma, lam, length, dtype, device, monkeypatch):
+    """Values that need gradients (or live off the CPU) take gae's torch loop, not the numpy one."""
+    g = torch.Generator().manual_seed(length * 7 + int(lam * 100))
+    rewards, values, next_values = (torch.randn(3, length, generator=g, dtype=dtype) for _ in range(3))
+    terminated = torch.rand(3, length, generator=g) < 0.1
+    done = terminated | (torch.rand(3, length, generator=g) < 0.1)
+    numpy_adv, numpy_ret = gae(rewards, values, next_values, terminated, done, gamma, lam)
+
+    def numpy_branch_taken(*args):
+        raise AssertionError("gae took the numpy branch")
+
+    monkeypatch.setattr("policygrad.advantages._gae_numpy", numpy_branch_taken)
+    on_device = [x.to(device, copy=True) for x in (rewards, values, next_values, terminated, done)]
+    on_device[1].requires_grad_(True)
+    adv, ret = gae(*on_device, gamma, lam)
+    assert adv.dtype == dtype and adv.device.type == device and adv.requires_grad
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(adv.detach().cpu(), numpy_adv, atol=tol * length, rtol=tol)
+    torch.testing.assert_close(ret.detach().cpu(), numpy_ret, atol=tol * length, rtol=tol)
+    expected = slow_gae(rewards, values, next_values, terminated, done, gamma, lam)
+    loose = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(adv.detach().cpu(), expected, atol=loose * length, rtol=loose)
+    # The last step's A_T = δ_T = r_T + γV(s_{T+1}) − V(s_T): gradient −1 on V(s_T), 0 on every earlier V.
+    (value_grad,) = torch.autograd.grad(adv[:, -1].sum(), on_device[1])
+    expected_grad = torch.zeros(3, length, dtype=dtype)
+    expected_grad[:, -1] = -1.0
+    torch.testing.assert_close(value_grad.cpu(), expected_grad)
+
+
 def test_hand_computed_three_steps():
     # r = (1, 2, 3), V = (0.5, 1, 1.5), V(s_3) = 2, gamma 0.5, lam 0.5, no episode end.
     r = torch.tensor([[1.0, 2.0, 3.0]])

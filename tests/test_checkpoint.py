@@ -81,39 +81,18 @@ def test_checkpoint_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "algo,settings,kill_after_rows",
     [
-        (
-            "a2c",
-            ["--steps", "12000", "--num-envs", "8", "--set", "rollout_steps=5"]
-            + ["--set", "checkpoint_every=7", "--set", "eval_every=3000"],
-            120,
-        ),
-        ("reinforce", ["--steps", "6000", "--set", "checkpoint_every=4", "--set", "eval_every=2000"], 10),
+        ("a2c", "--steps 12000 --num-envs 8 --set rollout_steps=5 --set checkpoint_every=7 --set eval_every=3000", 120),
+        ("reinforce", "--steps 6000 --set checkpoint_every=4 --set eval_every=2000", 10),
         (
             "ppo",
-            [
-                "--steps",
-                "6144",
-                "--num-envs",
-                "4",
-                "--set",
-                "rollout_steps=64",
-                "--set",
-                "minibatch_size=64",
-                "--set",
-                "checkpoint_every=3",
-                "--set",
-                "normalize_obs=true",
-                "--set",
-                "normalize_reward=true",
-                "--set",
-                "anneal_lr=true",
-            ],
+            "--steps 6144 --num-envs 4 --set rollout_steps=64 --set minibatch_size=64 --set checkpoint_every=3 "
+            "--set normalize_obs=true --set normalize_reward=true --set anneal_lr=true",
             10,
         ),
     ],
 )
 def test_kill_9_then_resume_is_bit_exact(tmp_path, algo, settings, kill_after_rows):
-    common = [algo, "CartPole-v1", "--seed", "3", "--quiet", "--set", "eval_episodes=3", *settings]
+    common = [algo, "CartPole-v1", "--seed", "3", "--quiet", "--set", "eval_episodes=3", *settings.split()]
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     subprocess.run(cli("train", *common, "--out", str(reference)), check=True)
 

@@ -110,29 +110,8 @@ def test_nan_loss_stops_with_the_update_named_and_keeps_last_checkpoint(capsys, 
 
 def test_eval_json_and_list(capsys, tmp_path):
     run_dir = tmp_path / "r"
-    assert (
-        main(
-            [
-                "train",
-                "ppo",
-                "CartPole-v1",
-                "--steps",
-                "2048",
-                "--out",
-                str(run_dir),
-                "--quiet",
-                "--set",
-                "eval_episodes=2",
-                "--num-envs",
-                "4",
-                "--set",
-                "rollout_steps=64",
-                "--set",
-                "minibatch_size=64",
-            ]
-        )
-        == 0
-    )
+    settings = "--steps 2048 --quiet --set eval_episodes=2 --num-envs 4 --set rollout_steps=64 --set minibatch_size=64"
+    assert main(["train", "ppo", "CartPole-v1", "--out", str(run_dir), *settings.split()]) == 0
     capsys.readouterr()
     code, out, _ = run(["eval", str(run_dir), "--episodes", "3", "--json"], capsys)
     result = json.loads(out)

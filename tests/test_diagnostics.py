@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from policygrad.agent import Agent, AgentSpec
+from policygrad.algorithms import get_algorithm
 from policygrad.algorithms.a2c import A2CConfig
 from policygrad.algorithms.actor_critic import ActorCriticConfig
 from policygrad.algorithms.baseline import BaselineConfig
@@ -83,7 +84,7 @@ def reference(agent, rollout, gamma, lam):
 )
 def test_each_algorithm_uses_its_own_advantage(algo, cfg, critic, lam):
     agent, rollout = make(critic)
-    got = gradient_variance(agent, rollout, algo, cfg)
+    got = gradient_variance(agent, rollout, get_algorithm(algo), cfg)
     variance, snr = reference(agent, rollout, cfg.gamma, lam)
     assert got["grad_variance"] == pytest.approx(variance, rel=1e-4)
     assert got["grad_snr"] == pytest.approx(snr, rel=1e-4)
@@ -96,10 +97,11 @@ def test_ppo_normalises_advantages_per_minibatch():
         rollout, rewards=10 * rollout.rewards, values=10 * rollout.values, next_values=10 * rollout.next_values
     )
     # Standardised advantages do not see the reward scale; raw ones scale the variance by 10².
-    once, tenfold = gradient_variance(agent, rollout, "ppo", cfg), gradient_variance(agent, scaled, "ppo", cfg)
+    ppo = get_algorithm("ppo")
+    once, tenfold = gradient_variance(agent, rollout, ppo, cfg), gradient_variance(agent, scaled, ppo, cfg)
     assert tenfold["grad_variance"] == pytest.approx(once["grad_variance"], rel=1e-5)
     raw = dataclasses.replace(cfg, normalize_advantages=False)
-    once, tenfold = gradient_variance(agent, rollout, "ppo", raw), gradient_variance(agent, scaled, "ppo", raw)
+    once, tenfold = gradient_variance(agent, rollout, ppo, raw), gradient_variance(agent, scaled, ppo, raw)
     assert tenfold["grad_variance"] == pytest.approx(100 * once["grad_variance"], rel=1e-5)
 
 
@@ -112,7 +114,7 @@ def test_too_few_steps_give_nan_and_padding_is_ignored():
     agent, rollout = make(False)
     cfg = ReinforceConfig(gradient_variance_minibatches=8)
     rollout.mask[:, 2:] = False  # 4 valid steps < 8 minibatches
-    out = gradient_variance(agent, rollout, "reinforce", cfg)
+    out = gradient_variance(agent, rollout, get_algorithm("reinforce"), cfg)
     assert math.isnan(out["grad_variance"]) and math.isnan(out["grad_snr"])
 
 

@@ -77,6 +77,7 @@ def _hang_then_crash(name, tmp_path):
     return register_faulty(f"policygrad-test/{name}-v0", *faults)
 
 
+@pytest.mark.slow
 def test_hung_then_crashed_worker_stop_training_and_the_last_checkpoint_resumes_exactly(tmp_path, local_a2c):
     env_id, run = _hang_then_crash("HangThenCrash", tmp_path), tmp_path / "run"
     hung = r"rollout worker 0 \(envs 0-3\) did not return its rollout within 1\.5 s \(--rollout-timeout\)"
@@ -92,6 +93,7 @@ def test_hung_then_crashed_worker_stop_training_and_the_last_checkpoint_resumes_
     assert_same_run(local_a2c, run)
 
 
+@pytest.mark.slow
 def test_hung_and_crashed_workers_are_recreated_and_the_batch_collected_again(tmp_path, local_a2c):
     env_id, run = _hang_then_crash("HangThenCrashRestarted", tmp_path), tmp_path / "run"
     trainer = train(

@@ -6,18 +6,22 @@ import numpy as np
 import pytest
 import torch
 
+from policygrad.advantages import gae
 from policygrad.errors import PolicygradError
 from policygrad.exact import (
     TabularMDP,
     bandit,
     chain,
+    episodes_to_rollout,
     gridworld,
     random_mdp,
     rock_paper_scissors,
+    sample_episode_batches,
     sample_episodes,
     short_corridor,
     short_corridor_value,
 )
+from policygrad.losses import policy_gradient_loss
 
 
 def mdps():
@@ -201,3 +205,52 @@ def test_bad_theta_and_constructor_arguments():
         chain(slip=1.5)
     with pytest.raises(PolicygradError, match="exactly one S"):
         gridworld(["..G", "..."])
+
+
+def undiscounted_update(theta):
+    """E[Σ_t G_t ∇log π(a_t|s_t)] on the γ = 0.9 gridworld: the policy-gradient theorem with η for d_γ.
+
+    With tabular logits, row s of ∇J = Σ_s d_γ(s) Σ_a ∇π(a|s) Q(s, a) is d_γ(s) h(s); without γ^t
+    each visit counts fully, so the row becomes η(s) h(s), η(s) = Σ_t Pr(s_t = s) (γ = 1 visits,
+    same dynamics). Returns (update, ∇J, per-state weights η/d_γ).
+    """
+    mdp = gridworld(gamma=0.9)
+    grad = np.asarray(mdp.gradient(theta))
+    discounted = np.asarray(mdp.visitation(theta))
+    visits = np.asarray(gridworld(gamma=1.0).visitation(theta))
+    weights = np.divide(visits, discounted, out=np.zeros_like(visits), where=discounted > 0)
+    return weights[:, None] * grad, grad, weights
+
+
+def test_reinforce_without_discount_weight_is_biased_for_gamma_below_one():
+    """The training update drops γ^t (docs/algorithms.md): its direction is not ∇J's when γ < 1.
+
+    Its exact expectation matches the mean of updates sampled through the library's gae and
+    policy_gradient_loss; its cosine to ∇J is below 1 and above Kantorovich's bound
+    2√(mM)/(m + M) for a positive per-row scaling with weights in [m, M].
+    """
+    mdp, theta = gridworld(gamma=0.9), np.zeros((12, 4))
+    update, grad, weights = undiscounted_update(theta)
+    group_means = []
+    for episodes in sample_episode_batches(mdp, theta, 20_000, seed=4, chunk=500):
+        rollout = episodes_to_rollout(mdp, theta, episodes, critic=None)
+        returns_to_go, _ = gae(
+            rollout.rewards, rollout.values, rollout.next_values, rollout.terminated, rollout.done, mdp.gamma, 1.0
+        )
+        logits = torch.zeros(12, 4, dtype=torch.float64, requires_grad=True)
+        log_probs = torch.log_softmax(logits, -1)[episodes.states, episodes.actions]
+        loss, _ = policy_gradient_loss(log_probs, returns_to_go, rollout.mask)
+        (loss_grad,) = torch.autograd.grad(loss, logits)
+        group_means.append(-loss_grad * rollout.mask.sum() / episodes.num_episodes)  # mean of Σ_t over episodes
+    group_means = torch.stack(group_means).numpy()
+    stderr = group_means.std(0, ddof=1) / math.sqrt(len(group_means))
+    z = (group_means.mean(0) - update) / np.maximum(stderr, 1e-9)
+    assert np.abs(z).max() < 4.5
+
+    cosine = (update * grad).sum() / (np.linalg.norm(update) * np.linalg.norm(grad))
+    moving = np.abs(grad).sum(1) > 0  # the goal, pit and terminal rows of ∇J are 0
+    low, high = weights[moving].min(), weights[moving].max()
+    assert high > low > 1.0  # each state is visited more often than its discounted weight says
+    assert 2 * math.sqrt(low * high) / (low + high) < cosine < 0.99
+    assert cosine == pytest.approx(0.9278, abs=1e-4)  # the figure in docs/algorithms.md
+    assert np.linalg.norm(update) / np.linalg.norm(grad) == pytest.approx(5.418, abs=1e-3)

@@ -17,6 +17,7 @@ pytest.importorskip("streamlit", reason="the lab extra is not installed: pip ins
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import policygrad.lab  # noqa: E402
+from policygrad.lab import PAGES  # noqa: E402
 from policygrad.lab.bandit import ARMS  # noqa: E402
 
 APP = Path(policygrad.lab.__file__).with_name("app.py")
@@ -42,18 +43,13 @@ def _metric(app: AppTest, label: str) -> str:
     return next(m.value for m in app.metric if m.label == label)
 
 
-def test_navigation_lists_every_page() -> None:
+def test_every_page_of_the_navigation_opens_under_its_title() -> None:
     app = _page("bandit")
-    assert app.title[0].value == "Bandit"
-    for slug, title in (
-        ("sampler", "REINFORCE sampler"),
-        ("scatter", "Gradient scatter"),
-        ("baseline", "Baseline"),
-        ("evolution", "Evolution"),
-    ):
-        app.switch_page(f"views/{slug}.py").run()
+    assert app.title[0].value == PAGES[0].title == "Bandit"  # the first page is the app's address
+    for page in PAGES[1:]:
+        app.switch_page(f"views/{page.slug}.py").run()
         _no_traceback(app)
-        assert app.title[0].value == title
+        assert app.title[0].value == page.title
 
 
 def test_bandit_click_moves_the_pulled_arm_with_the_sign_of_its_reward() -> None:

@@ -184,16 +184,20 @@ def test_bandit_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
     _text(page, "No pulls yet")
 
 
+def _sample(page: sync_api.Page, clicks: list[tuple[str, ...]]) -> None:
+    """Click each ``(button, *texts)`` in turn, waiting for its texts to show; the first chart must change."""
+    before = _chart(page)
+    for button, *texts in clicks:
+        _click(page, button)
+        for text in texts:
+            _text(page, text)
+    assert _chart(page) != before
+
+
 def test_sampler_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
     _open(page, lab_url + "/sampler", "REINFORCE sampler", "sampler")
-    histogram = _chart(page)
-    _click(page, "Sample trajectory")
-    _text(page, "this episode's G₀")
-    _text(page, "Returns G₀ of 1 episodes")
-    _click(page, "Sample 100")
-    _click(page, "Sample 100")
-    _text(page, "Returns G₀ of 201 episodes")
-    assert _chart(page) != histogram
+    one = ("Sample trajectory", "this episode's G₀", "Returns G₀ of 1 episodes")
+    _sample(page, [one, ("Sample 100",), ("Sample 100", "Returns G₀ of 201 episodes")])
     _snap(page, shots / "sampler.png")
     _click(page, "Reset")
     _text(page, "Returns G₀ of 0 episodes")
@@ -201,14 +205,9 @@ def test_sampler_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
 
 def test_scatter_page(page: sync_api.Page, lab_url: str, shots: Path) -> None:
     _open(page, lab_url + "/scatter", "Gradient scatter", "scatter")
-    plane = _chart(page)
-    _click(page, "Sample 1")
-    _text(page, "of yours point the wrong way")
-    for _ in range(3):
-        _click(page, "Sample 10")
+    _sample(page, [("Sample 1", "of yours point the wrong way"), ("Sample 10",), ("Sample 10",), ("Sample 10",)])
     assert page.get_by_test_id("stMetricValue").first.inner_text() == "31"
     _text(page, "(+0.71, -0.71)")
-    assert _chart(page) != plane
     _snap(page, shots / "scatter.png")
     _click(page, "Reset")
     assert page.get_by_test_id("stMetricValue").first.inner_text() == "0"

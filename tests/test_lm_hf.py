@@ -21,31 +21,10 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from policygrad.lm.tasks import BASE_TOKENS
+    from policygrad.lm.hf import save_tiny_llama
 
     folder = tmp_path_factory.mktemp("hf") / "tiny-llama"
-    word_level = Tokenizer(models.WordLevel({t: i for i, t in enumerate(BASE_TOKENS)}, unk_token="?"))
-    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(
-        tokenizer_object=word_level, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="?"
-    ).save_pretrained(folder)
-    config = LlamaConfig(
-        vocab_size=16,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=32,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
+    save_tiny_llama(folder, hidden_size=32, intermediate_size=64)
     return folder
 
 

@@ -1,5 +1,8 @@
 """Each loss against hand-computed values; gradients go only where they should."""
 
+import math
+
+import pytest
 import torch
 
 from policygrad.agent import Agent, AgentSpec
@@ -87,6 +90,66 @@ def test_entropy_and_explained_variance():
     mask = torch.ones(4, dtype=torch.bool)
     assert explained_variance(returns, returns, mask) == 1.0
     assert abs(explained_variance(torch.full((4,), 2.5), returns, mask)) < 1e-6
+
+
+class ReportsCuda(torch.Tensor):
+    """A CPU tensor that says it lives on CUDA and has no ``.numpy()``: only a torch code path can read it."""
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cuda")
+
+    def numpy(self, *args, **kwargs):
+        raise AssertionError("took the numpy branch")
+
+
+def reference_explained_variance(values, returns, mask):
+    """1 − Var[R − V] / Var[R] over the valid steps, as plain Python loops."""
+    flat = zip(values.flatten().tolist(), returns.flatten().tolist(), mask.flatten().tolist(), strict=True)
+    pairs = [(v, r) for v, r, m in flat if m]
+
+    def variance(xs):
+        mean = sum(xs) / len(xs)
+        return sum((x - mean) ** 2 for x in xs) / len(xs)
+
+    var_returns = variance([r for _, r in pairs])
+    return math.nan if var_returns == 0 else 1.0 - variance([r - v for v, r in pairs]) / var_returns
+
+
+OFF_CPU = [
+    pytest.param(lambda x: x.as_subclass(ReportsCuda), id="torch-branch-on-cpu"),
+    pytest.param(
+        lambda x: x.cuda(), id="cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU")
+    ),
+]
+
+
+@pytest.mark.parametrize("off_cpu", OFF_CPU)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(7,), (4, 9)])
+def test_explained_variance_torch_branch_matches_numpy_branch_and_loop(off_cpu, dtype, shape):
+    g = torch.Generator().manual_seed(len(shape))
+    returns = torch.randn(*shape, generator=g, dtype=dtype)
+    values = returns + 0.5 * torch.randn(*shape, generator=g, dtype=dtype)
+    mask = torch.rand(*shape, generator=g) < 0.7
+    mask.view(-1)[:2] = True
+    values[~mask] = 1e3  # padding must not count
+    expected = reference_explained_variance(values, returns, mask)
+    numpy_branch = explained_variance(values, returns, mask)
+    torch_branch = explained_variance(off_cpu(values), off_cpu(returns), off_cpu(mask))
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert numpy_branch == pytest.approx(expected, rel=tol, abs=tol)
+    assert torch_branch == pytest.approx(expected, rel=tol, abs=tol)
+    constant = torch.full(shape, 2.0, dtype=dtype)
+    assert math.isnan(explained_variance(off_cpu(values), off_cpu(constant), off_cpu(mask)))  # Var[R] = 0
+
+
+def test_reports_cuda_reaches_the_torch_branch():
+    """The stand-in really hides numpy: the numpy branch would fail on it."""
+    x = torch.ones(3).as_subclass(ReportsCuda)
+    assert x.device.type == "cuda"
+    with pytest.raises(AssertionError, match="numpy branch"):
+        x.numpy()
 
 
 def test_policy_loss_reaches_only_actor_and_value_loss_only_critic():

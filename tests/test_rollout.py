@@ -6,7 +6,8 @@ import torch
 
 from policygrad.agent import Agent, AgentSpec
 from policygrad.envs import make_envs
-from policygrad.rollout import Rollout, RolloutCollector, _stream_seed, action_noise
+from policygrad.rollout import Rollout, RolloutCollector, action_noise
+from policygrad.seeding import Stream, stream_seed
 
 
 def make(env_id, num_envs=2, critic=True, discrete=True):
@@ -119,7 +120,7 @@ def test_noise_depends_on_global_env_index_not_on_split():
 
 def test_noise_is_one_generator_per_env_keyed_by_seed_update_and_index():
     def keyed(seed, update, env_index):
-        return torch.Generator().manual_seed(_stream_seed(seed, 1, update, env_index))
+        return torch.Generator().manual_seed(stream_seed(seed, Stream.ACTION_NOISE, update, env_index))
 
     expected = torch.stack([torch.rand(5, generator=keyed(3, 17, i)) for i in range(8)])
     assert torch.equal(action_noise(3, 17, range(8), 5, True, 2), expected)

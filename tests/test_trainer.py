@@ -9,9 +9,11 @@ import pytest
 
 import policygrad
 from policygrad.algorithms import ALGORITHMS
-from policygrad.logging import COLUMNS
+from policygrad.run_log import COLUMNS
 
 SHORT = {"eval_every": 0, "eval_episodes": 2, "num_envs": 2}
+#: PPO with 256-step batches: an evaluation every 1,024 steps falls on an update boundary.
+SMALL_PPO = {"num_envs": 4, "rollout_steps": 64, "minibatch_size": 64}
 
 
 @pytest.mark.parametrize("algo", list(ALGORITHMS))
@@ -54,18 +56,17 @@ def test_algorithm_runs_and_writes_run_folder(tmp_path, algo, env_id):
 
 
 def test_target_return_stops_early_and_is_recorded(tmp_path):
+    run_dir = tmp_path / "t"
     _, history = policygrad.train(
         "ppo",
         "CartPole-v1",
-        out=tmp_path / "t",
+        out=run_dir,
         total_steps=50_000,
         target_return=15.0,
         eval_every=1024,
-        num_envs=4,
-        rollout_steps=64,
-        minibatch_size=64,
+        **SMALL_PPO,
     )
-    summary = json.loads((tmp_path / "t" / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["stopped"] == "target" and summary["target_reached_step"] == history[-1]["env_step"] < 50_000
     assert history[-1]["eval_return_mean"] >= 15.0
 

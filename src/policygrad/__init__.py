@@ -34,7 +34,7 @@ def load(run_dir: str) -> Agent:
 
 def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
     """Deterministic evaluation of a run folder: mean, std and every return."""
-    from policygrad.cli import evaluate_run
+    from policygrad.evaluation import evaluate_run
 
     return evaluate_run(run_dir, episodes, seed)
 

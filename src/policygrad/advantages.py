@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
+
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
 
 
 def gae(
@@ -60,42 +64,39 @@ def gae(
     if rewards.device.type == "cpu" and not (
         rewards.requires_grad or values.requires_grad or next_values.requires_grad
     ):
-        return _gae_numpy(rewards, values, next_values, terminated, done, gamma, lam)
+        numpy_advantages, numpy_returns = _gae_numpy(
+            [x.numpy() for x in (rewards, values, next_values, terminated, done)], gamma, lam
+        )
+        return torch.from_numpy(numpy_advantages), torch.from_numpy(numpy_returns)
     not_terminated = 1.0 - terminated.to(rewards.dtype)
     not_done = 1.0 - done.to(rewards.dtype)
     deltas = rewards + gamma * not_terminated * next_values - values
     decay = (gamma * lam) * not_done
-    advantages = torch.empty_like(rewards)
-    running = torch.zeros_like(rewards[..., 0])
-    # Backward recursion over time, vectorised over the N rollouts.
-    for t in range(rewards.shape[-1] - 1, -1, -1):
-        running = deltas[..., t] + decay[..., t] * running
-        advantages[..., t] = running
+    advantages = _backward(deltas, decay, torch.empty_like(rewards), torch.zeros_like(rewards[..., 0]))
     return advantages, advantages + values
 
 
-def _gae_numpy(
-    rewards: torch.Tensor,
-    values: torch.Tensor,
-    next_values: torch.Tensor,
-    terminated: torch.Tensor,
-    done: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`gae` on numpy views of CPU tensors: the same arithmetic, op for op, at numpy's per-op cost."""
-    r, v, nv = rewards.numpy(), values.numpy(), next_values.numpy()
+def _gae_numpy(arrays: list[np.ndarray], gamma: float, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`gae` on numpy views of its five CPU tensors: the same arithmetic, op for op, at numpy's per-op cost."""
+    r, v, nv, terminated, done = arrays
     dtype = r.dtype.type
-    not_terminated = 1.0 - terminated.numpy().astype(r.dtype)
-    not_done = 1.0 - done.numpy().astype(r.dtype)
+    not_terminated = 1.0 - terminated.astype(r.dtype)
+    not_done = 1.0 - done.astype(r.dtype)
     deltas = r + dtype(gamma) * not_terminated * nv - v
     decay = dtype(gamma * lam) * not_done
-    advantages = np.empty_like(r)
-    running = np.zeros_like(r[..., 0])
-    for t in range(r.shape[-1] - 1, -1, -1):
+    advantages = _backward(deltas, decay, np.empty_like(r), np.zeros_like(r[..., 0]))
+    return advantages, advantages + v
+
+
+def _backward(deltas: Array, decay: Array, advantages: Array, running: Array) -> Array:
+    """A_t = δ_t + decay_t A_{t+1} into ``advantages``: backwards over time, vectorised over the N rollouts.
+
+    The same code for torch tensors and numpy arrays; ``running`` is A after the last step (zeros, (N,)).
+    """
+    for t in range(deltas.shape[-1] - 1, -1, -1):
         running = deltas[..., t] + decay[..., t] * running
         advantages[..., t] = running
-    return torch.from_numpy(advantages), torch.from_numpy(advantages + v)
+    return advantages
 
 
 def returns_to_go(rewards: torch.Tensor, terminated: torch.Tensor, done: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from policygrad import fast
 from policygrad.nets import mlp
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -57,10 +56,6 @@ class AgentSpec:
         return cls(**data)
 
 
-def _parameters_loaded(agent: nn.Module, incompatible_keys: Any) -> None:
-    fast.invalidate(agent)  # a module-level function (not a lambda), so that agents pickle
-
-
 class Agent(nn.Module):
     """Actor (and optional critic) MLPs over flat observations."""
 
@@ -74,12 +69,6 @@ class Agent(nn.Module):
         # Observation-normalisation statistics, so a loaded agent acts on raw observations.
         self.register_buffer("obs_mean", torch.zeros(spec.obs_dim, dtype=torch.float64))
         self.register_buffer("obs_var", torch.ones(spec.obs_dim, dtype=torch.float64))
-        # The fused hot paths (policygrad.fast) cache a layout of the parameters: drop it when they are replaced.
-        self.register_load_state_dict_post_hook(_parameters_loaded)
-
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Agent:  # .to(), .double(), ... replace the tensors
-        fast.invalidate(self)
-        return super()._apply(fn, *args, **kwargs)
 
     # ----- the distributions API (users, losses) -------------------------------------
     def distribution(self, obs: torch.Tensor) -> Distribution:
@@ -110,12 +99,9 @@ class Agent(nn.Module):
         noise: (B,) uniforms in [0, 1) for discrete actions (inverse-CDF sampling), or
         (B, action_dim) standard normals for boxes. Returns actions, log-probs, values.
 
-        Actor and critic run as one fused forward (:class:`policygrad.fast.FusedAgent`, the
-        same numbers up to float rounding) where the architecture allows; otherwise as below.
+        The rollout may draw the same law through a kernel's fused forward instead
+        (:func:`policygrad.kernels.rollout_sampler`, equal up to float rounding).
         """
-        fused = fast.policy(self)
-        if fused is not None:
-            return fused.sample(obs, noise)
         out = self.actor(obs)
         values = self.critic(obs).squeeze(-1) if self.critic is not None else None
         if self.spec.discrete:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,43 @@ from policygrad.errors import PolicygradError
 #: `policygrad train` options that are config fields of the same name (docs/distributed.md).
 RAY_FLAGS = ("backend", "workers", "ray_address", "worker_cpus", "rollout_timeout", "max_worker_restarts")
 
+#: What a subcommand runs: parsed arguments in, exit status out.
+Command = Callable[[argparse.Namespace], int]
+
 #: Commands added by later parts of the package: name → module with ``register(subparsers)``.
 EXTENSIONS = ("policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
+
+
+def add_command(
+    subparsers: Any, name: str, func: Command, help: str, description: str | None = None
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, which runs ``func(args)``; the caller adds its arguments."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_run_arguments(
+    parser: argparse.ArgumentParser,
+    out: str,
+    length: tuple[str, str],
+    overrides: str,
+    quiet: str | None = "no progress bar or messages",
+) -> None:
+    """The options of every command that trains: ``--out``, ``--seed``, the length flag, ``--set``, ``--quiet``."""
+    parser.add_argument("--out", help=out)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument(length[0], type=int, help=length[1])
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help=overrides)
+    parser.add_argument("--quiet", action="store_true", help=quiet)
+
+
+def add_resume_command(subparsers: Any, func: Command, what: str, length: tuple[str, str]) -> None:
+    """A ``resume RUN_DIR [--steps|--updates N] [--quiet]`` command; ``func`` ends in :func:`run_to_end`."""
+    parser = add_command(subparsers, "resume", func, f"continue {what} from its last checkpoint")
+    parser.add_argument("run_dir")
+    parser.add_argument(length[0], type=int, help=f"new total {length[1]} (extends a finished run)")
+    parser.add_argument("--quiet", action="store_true")
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,34 +69,22 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     ray.add_argument("--max-worker-restarts", type=int, metavar="K", help="recreate a failed worker K times (0)")
 
 
+def run_to_end(trainer: Any, run_dir: str, done: int, total: int, unit: str, digits: str = ",") -> int:
+    """Run a resumed ``trainer``; if it already did its ``total`` steps or updates, say how to extend it."""
+    if done >= total:
+        print(
+            f"{run_dir} already finished {done:{digits}} of {total:{digits}} {unit}; extend it with --{unit} M",
+            file=sys.stderr,
+        )
+        trainer.close()
+        return 0
+    trainer.run()
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, instead of usage + message
         self.exit(2, f"policygrad: error: {message} (see: {self.prog} --help)\n")
-
-
-def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
-    """Deterministic evaluation of a run folder's newest checkpoint."""
-    from policygrad.checkpoint import load_latest
-    from policygrad.evaluation import evaluate
-    from policygrad.trainer import read_run_config
-
-    saved = read_run_config(Path(run_dir))
-    checkpoint = load_latest(Path(run_dir))
-    agent = checkpoint.build_agent()
-    env_id = saved["config"]["env_id"]
-    returns = evaluate(agent, env_id, episodes, seed)
-    return {
-        "mean_return": float(returns.mean()),
-        "std_return": float(returns.std()),
-        "episodes": int(episodes),
-        "min_return": float(returns.min()),
-        "max_return": float(returns.max()),
-        "returns": returns.tolist(),
-        "algo": saved["algo"],
-        "env_id": env_id,
-        "env_step": checkpoint.state["counters"]["env_step"],
-        "checkpoint": str(checkpoint.path),
-    }
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -91,21 +115,14 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from policygrad.trainer import Trainer
 
     trainer = Trainer.resume(Path(args.run_dir), total_steps=args.steps, quiet=args.quiet)
-    if trainer.counters["env_step"] >= trainer.cfg.total_steps:
-        print(
-            f"{args.run_dir} already finished {trainer.counters['env_step']:,} of {trainer.cfg.total_steps:,} steps; "
-            "extend it with --steps M",
-            file=sys.stderr,
-        )
-        trainer.close()
-        return 0
-    trainer.run()
-    return 0
+    return run_to_end(trainer, args.run_dir, trainer.counters["env_step"], trainer.cfg.total_steps, "steps")
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     if args.episodes <= 0:
         raise PolicygradError(f"--episodes must be positive (got {args.episodes})")
+    from policygrad.evaluation import evaluate_run
+
     result = evaluate_run(args.run_dir, args.episodes, args.seed)
     if args.json:
         print(json.dumps(result))
@@ -158,35 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"policygrad {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train an algorithm on a Gymnasium environment")
+    train = add_command(sub, "train", _cmd_train, "train an algorithm on a Gymnasium environment")
     train.add_argument("algo", help="reinforce, reinforce-baseline, actor-critic, a2c or ppo")
     train.add_argument("env_id", help="a Gymnasium environment id, e.g. CartPole-v1")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--steps", type=int, help="environment steps (total_steps)")
+    add_run_arguments(
+        train,
+        "run folder (default runs/<algo>-<env>-seed<seed>)",
+        ("--steps", "environment steps (total_steps)"),
+        "override a hyperparameter (repeatable)",
+    )
     train.add_argument("--num-envs", type=int)
-    train.add_argument("--out", help="run folder (default runs/<algo>-<env>-seed<seed>)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a hyperparameter (repeatable)")
     train.add_argument("--target-return", type=float, help="stop once a deterministic evaluation reaches this")
-    train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     add_backend_arguments(train)
-    train.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run's policy deterministically")
+    ev = add_command(sub, "eval", _cmd_eval, "evaluate a run's policy deterministically")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
-    ev.set_defaults(func=_cmd_eval)
 
-    res = sub.add_parser("resume", help="continue a run from its last checkpoint")
-    res.add_argument("run_dir")
-    res.add_argument("--steps", type=int, help="new total environment steps (extends a finished run)")
-    res.add_argument("--quiet", action="store_true")
-    res.set_defaults(func=_cmd_resume)
+    add_resume_command(sub, _cmd_resume, "a run", ("--steps", "environment steps"))
 
-    ls = sub.add_parser("list", help="algorithms, presets and their hyperparameters")
+    ls = add_command(sub, "list", _cmd_list, "algorithms, presets and their hyperparameters")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=_cmd_list)
 
     for name in EXTENSIONS:
         try:
@@ -200,9 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from policygrad import __version__
+    import policygrad
 
-    return __version__
+    return policygrad.__version__
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,23 +24,27 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _positive(x: Any) -> bool:
+#: ``learner`` values: auto, the kernels of policygrad.kernels fastest first, the autograd reference.
+LEARNERS = ("auto", "numpy-mlp", "fused-mlp", "autograd")
+
+
+def positive(x: Any) -> bool:
     return x > 0
 
 
-def _non_negative(x: Any) -> bool:
+def non_negative(x: Any) -> bool:
     return x >= 0
 
 
-def _unit_open_closed(x: Any) -> bool:
+def unit_open_closed(x: Any) -> bool:
     return 0 < x <= 1
 
 
-def _unit_closed(x: Any) -> bool:
+def unit_closed(x: Any) -> bool:
     return 0 <= x <= 1
 
 
-def _checked(default: Any, check: Any = None, allowed: str = "", help: str = "") -> Any:
+def setting(default: Any, check: Any = None, allowed: str = "", help: str = "") -> Any:
     """A dataclass field with a range check (`allowed` is the human-readable range)."""
     return field(default=default, metadata={"check": check, "allowed": allowed, "help": help})
 
@@ -53,23 +57,23 @@ class RolloutBackendOptions:
     language-model configs (a shard of each update's responses per worker).
     """
 
-    backend: str = _checked("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
-    workers: int = _checked(2, _positive, "> 0", "Ray rollout workers, each with a contiguous shard of the batch")
-    ray_address: str | None = _checked(None, help="Ray cluster: auto or HOST:PORT (None: a private local Ray)")
-    worker_cpus: float = _checked(1.0, _positive, "> 0", "CPUs reserved per Ray worker (fractions allowed)")
-    rollout_timeout: float = _checked(300.0, _positive, "> 0", "seconds before a silent Ray worker counts as hung")
-    max_worker_restarts: int = _checked(0, _non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
+    backend: str = setting("local", lambda v: v in ("local", "ray"), "local or ray", "rollouts in-process or on Ray")
+    workers: int = setting(2, positive, "> 0", "Ray rollout workers, each with a contiguous shard of the batch")
+    ray_address: str | None = setting(None, help="Ray cluster: auto or HOST:PORT (None: a private local Ray)")
+    worker_cpus: float = setting(1.0, positive, "> 0", "CPUs reserved per Ray worker (fractions allowed)")
+    rollout_timeout: float = setting(300.0, positive, "> 0", "seconds before a silent Ray worker counts as hung")
+    max_worker_restarts: int = setting(0, non_negative, ">= 0", "recreations allowed per Ray worker (0: fail fast)")
 
 
 @dataclass(frozen=True)
 class TrainConfig(RolloutBackendOptions):
     """Settings shared by every algorithm: the environment, the budget, the network, logging."""
 
-    env_id: str = _checked("CartPole-v1", help="Gymnasium environment id")
-    seed: int = _checked(0, _non_negative, ">= 0", "seed of every random source")
-    total_steps: int = _checked(100_000, _positive, "> 0", "environment steps to train for")
-    num_envs: int = _checked(8, _positive, "> 0", "parallel environments (episodes per update for REINFORCE)")
-    vectorization: str = _checked(
+    env_id: str = setting("CartPole-v1", help="Gymnasium environment id")
+    seed: int = setting(0, non_negative, ">= 0", "seed of every random source")
+    total_steps: int = setting(100_000, positive, "> 0", "environment steps to train for")
+    num_envs: int = setting(8, positive, "> 0", "parallel environments (episodes per update for REINFORCE)")
+    vectorization: str = setting(
         "auto",
         lambda v: v in ("auto", "batched", "native", "sync", "async"),
         "auto, batched, native, sync or async",
@@ -77,33 +81,37 @@ class TrainConfig(RolloutBackendOptions):
         "it exists); sync, one env per index seeded seed + i (auto elsewhere); async subprocesses; or native, "
         "Gymnasium's vectorised implementation where one exists (CartPole: one shared random generator)",
     )
-    hidden_sizes: tuple[int, ...] = _checked(
+    hidden_sizes: tuple[int, ...] = setting(
         (64, 64), lambda v: len(v) > 0 and all(h > 0 for h in v), "positive sizes", "MLP hidden layer sizes"
     )
-    activation: str = _checked("tanh", lambda v: v in ("tanh", "relu", "elu", "silu"), "tanh, relu, elu or silu")
-    learning_rate: float = _checked(1e-3, _positive, "> 0", "Adam learning rate")
-    anneal_lr: bool = _checked(False, help="decay the learning rate linearly to 0 over total_steps")
-    max_grad_norm: float = _checked(0.5, _non_negative, ">= 0", "gradient-norm clipping (0: off)")
-    gamma: float = _checked(0.99, _unit_open_closed, "(0, 1]", "discount factor")
-    ent_coef: float = _checked(0.0, _non_negative, ">= 0", "entropy bonus coefficient")
-    init_log_std: float = _checked(0.0, help="initial log standard deviation of Gaussian policies")
-    normalize_obs: bool = _checked(False, help="normalise observations (Gymnasium NormalizeObservation)")
-    normalize_reward: bool = _checked(False, help="scale rewards (Gymnasium NormalizeReward)")
-    eval_every: int = _checked(10_000, _non_negative, ">= 0", "env steps between deterministic evaluations (0: off)")
-    eval_episodes: int = _checked(10, _positive, "> 0", "episodes per evaluation")
-    target_return: float | None = _checked(None, help="stop once an evaluation reaches this mean return")
-    checkpoint_every: int = _checked(0, _non_negative, ">= 0", "also checkpoint every this many updates (0: off)")
-    checkpoint_seconds: float = _checked(
-        10.0, _non_negative, ">= 0", "checkpoint when this many seconds passed since the last one"
+    activation: str = setting("tanh", lambda v: v in ("tanh", "relu", "elu", "silu"), "tanh, relu, elu or silu")
+    learning_rate: float = setting(1e-3, positive, "> 0", "Adam learning rate")
+    anneal_lr: bool = setting(False, help="decay the learning rate linearly to 0 over total_steps")
+    max_grad_norm: float = setting(0.5, non_negative, ">= 0", "gradient-norm clipping (0: off)")
+    gamma: float = setting(0.99, unit_open_closed, "(0, 1]", "discount factor")
+    ent_coef: float = setting(0.0, non_negative, ">= 0", "entropy bonus coefficient")
+    init_log_std: float = setting(0.0, help="initial log standard deviation of Gaussian policies")
+    normalize_obs: bool = setting(False, help="normalise observations (Gymnasium NormalizeObservation)")
+    normalize_reward: bool = setting(False, help="scale rewards (Gymnasium NormalizeReward)")
+    eval_every: int = setting(10_000, non_negative, ">= 0", "env steps between deterministic evaluations (0: off)")
+    eval_episodes: int = setting(10, positive, "> 0", "episodes per evaluation")
+    target_return: float | None = setting(None, help="stop once an evaluation reaches this mean return")
+    checkpoint_every: int = setting(0, non_negative, ">= 0", "also checkpoint every this many updates (0: off)")
+    checkpoint_seconds: float = setting(
+        10.0, non_negative, ">= 0", "checkpoint when this many seconds passed since the last one"
     )
-    keep_checkpoints: int = _checked(3, _positive, "> 0", "checkpoints kept on disk")
-    log_gradient_variance: bool = _checked(
+    keep_checkpoints: int = setting(3, positive, "> 0", "checkpoints kept on disk")
+    log_gradient_variance: bool = setting(
         False, help="log the variance and SNR of the policy-gradient estimate across minibatches"
     )
-    gradient_variance_minibatches: int = _checked(8, lambda v: v >= 2, ">= 2")
-    threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest and deterministic for small nets)")
-    fused: bool = _checked(
-        True, help="fused actor-critic update (policygrad.fast); false: the autograd reference, equal up to rounding"
+    gradient_variance_minibatches: int = setting(8, lambda v: v >= 2, ">= 2")
+    threads: int = setting(1, positive, "> 0", "torch CPU threads (1 is fastest and deterministic for small nets)")
+    learner: str = setting(
+        "auto",
+        lambda v: v in LEARNERS,
+        ", ".join(LEARNERS),
+        "who computes each gradient step: auto, the fastest kernel that serves the run (policygrad.kernels); "
+        "autograd, the reference, equal up to float rounding",
     )
 
     def __post_init__(self) -> None:
@@ -121,7 +129,7 @@ class TrainConfig(RolloutBackendOptions):
 
 
 def validate_fields(cfg: Any) -> None:
-    """Check every field's range (from its ``_checked`` metadata); raise one clear line."""
+    """Check every field's range (from its ``setting`` metadata); raise one clear line."""
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         check = f.metadata.get("check")
@@ -189,6 +197,9 @@ def build_config(cls: type, values: dict[str, Any]) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
+    values = dict(values)
+    if "fused" in values and "learner" in names:  # run folders written before ``learner`` replaced it
+        values.setdefault("learner", "auto" if _coerce("fused", values.pop("fused"), bool) else "autograd")
     for key, raw in values.items():
         if key not in names:
             raise PolicygradError(

@@ -17,33 +17,15 @@ mean over it. A baseline or a critic should lower the first and raise the second
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import torch
 
 from policygrad.agent import Agent
-from policygrad.algorithms.common import advantages_and_returns
-from policygrad.errors import PolicygradError
 from policygrad.losses import normalize, policy_gradient_loss
-from policygrad.rollout import Rollout, _stream_seed
-
-#: GAE λ of each algorithm's advantage (None: the config's ``gae_lambda``). REINFORCE has no
-#: critic, so its stored values are zeros and λ = 1 gives G_t.
-ADVANTAGE_LAMBDA: dict[str, float | None] = {
-    "reinforce": 1.0,
-    "reinforce-baseline": 1.0,
-    "actor-critic": 0.0,
-    "a2c": None,
-    "ppo": None,
-}
-
-
-def advantage_lambda(algo_name: str, cfg: Any) -> float:
-    """The λ with which ``algo_name`` computes its advantages."""
-    if algo_name not in ADVANTAGE_LAMBDA:
-        raise PolicygradError(f"gradient variance: no advantage rule for algorithm '{algo_name}'")
-    lam = ADVANTAGE_LAMBDA[algo_name]
-    return float(cfg.gae_lambda) if lam is None else lam
+from policygrad.rollout import Rollout
+from policygrad.seeding import Stream, stream_seed
 
 
 def actor_parameters(agent: Agent) -> list[torch.nn.Parameter]:
@@ -94,27 +76,26 @@ def variance_and_snr(gradients: torch.Tensor) -> dict[str, float]:
     return {"grad_variance": variance, "grad_snr": snr}
 
 
-def gradient_variance(agent: Agent, rollout: Rollout, algo_name: str, cfg: Any) -> dict[str, float]:
+def gradient_variance(agent: Agent, rollout: Rollout, algorithm: ModuleType, cfg: Any) -> dict[str, float]:
     """Variance and SNR of the policy-gradient estimate across ``cfg.gradient_variance_minibatches`` minibatches.
 
-    Uses the advantage of ``algo_name`` (λ = 1 and V ≡ 0 for REINFORCE, λ = 1 with the
-    critic for its baseline, λ = 0 for Actor-Critic, ``cfg.gae_lambda`` for A2C and PPO,
-    normalised as the algorithm normalises it). Call it before the update, while the
-    agent is still the policy that collected ``rollout`` (then PPO's clipped surrogate
-    has exactly this gradient). NaN when the batch has fewer valid steps than minibatches.
+    Uses the algorithm module's own ``advantages(rollout, cfg)`` (G_t for REINFORCE, G_t − V
+    for its baseline, the TD error for Actor-Critic, GAE(λ) for A2C and PPO), standardised
+    per minibatch where the algorithm does that (``NORMALIZES_EACH_MINIBATCH``, PPO). Call it
+    before the update, while the agent is still the policy that collected ``rollout`` (then
+    PPO's clipped surrogate has exactly this gradient). NaN when the batch has fewer valid
+    steps than minibatches.
     """
     num_minibatches = cfg.gradient_variance_minibatches
-    advantages, _ = advantages_and_returns(rollout, cfg.gamma, advantage_lambda(algo_name, cfg))
+    advantages, _ = algorithm.advantages(rollout, cfg)
     mask = rollout.mask.reshape(-1)
     valid = torch.nonzero(mask).flatten()
     if valid.numel() < num_minibatches:
         return {"grad_variance": float("nan"), "grad_snr": float("nan")}
     advantages = advantages.reshape(-1)
-    per_minibatch = algo_name == "ppo" and cfg.normalize_advantages
-    if algo_name != "ppo" and getattr(cfg, "normalize_advantages", False):
-        advantages = normalize(advantages, mask)  # A2C standardises over the whole batch
+    per_minibatch = getattr(algorithm, "NORMALIZES_EACH_MINIBATCH", False) and cfg.normalize_advantages
     # Keyed by the seed and the batch size only: the global RNG (and so training) is untouched.
-    generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 3, valid.numel()))
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.GRADIENT_VARIANCE, valid.numel()))
     gradients = minibatch_gradients(
         agent,
         rollout.flat("observations")[valid],

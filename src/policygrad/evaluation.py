@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -10,6 +12,8 @@ import torch
 
 from policygrad import batched_envs
 from policygrad.agent import Agent
+from policygrad.checkpoint import load_latest
+from policygrad.runs import read_run_config
 
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -58,3 +62,24 @@ def evaluate(
     finally:
         envs.close()
     return returns
+
+
+def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
+    """Deterministic evaluation of a run folder's newest checkpoint."""
+    saved = read_run_config(Path(run_dir))
+    checkpoint = load_latest(Path(run_dir))
+    agent = checkpoint.build_agent()
+    env_id = saved["config"]["env_id"]
+    returns = evaluate(agent, env_id, episodes, seed)
+    return {
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std()),
+        "episodes": int(episodes),
+        "min_return": float(returns.min()),
+        "max_return": float(returns.max()),
+        "returns": returns.tolist(),
+        "algo": saved["algo"],
+        "env_id": env_id,
+        "env_step": checkpoint.state["counters"]["env_step"],
+        "checkpoint": str(checkpoint.path),
+    }

@@ -10,7 +10,6 @@ rollout a single process would have collected, because every random draw is keye
 from __future__ import annotations
 
 import collections
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -20,8 +19,8 @@ import numpy as np
 import torch
 
 from policygrad import envs as envs_lib
-from policygrad import fast
 from policygrad.agent import Agent
+from policygrad.seeding import Stream, seed_of_key, stream_seed
 
 
 @dataclass
@@ -79,15 +78,6 @@ class Rollout:
         return Rollout(**{f.name: torch.cat([getattr(s, f.name) for s in shards]) for f in fields(Rollout)})
 
 
-def _stream_seed(*keys: int) -> int:
-    return _seed_of_key("/".join(map(str, keys)))
-
-
-def _seed_of_key(key: str) -> int:
-    """A 63-bit seed from a key such as "seed/1/update/env": the first 8 bytes of its BLAKE2b digest."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
-
-
 def action_noise(
     seed: int, update: int, env_indices: Sequence[int], steps: int, discrete: bool, action_dim: int
 ) -> torch.Tensor:
@@ -96,11 +86,11 @@ def action_noise(
     Keyed by (seed, update, global env index), never by process or worker, so any split
     of the environments across workers draws the same actions.
     """
-    # _stream_seed(seed, 1, update, env_index), with the shared part of the key formatted once;
+    # stream_seed(seed, Stream.ACTION_NOISE, update, env_index), with the shared part of the key formatted once;
     # one generator, re-seeded per env: this runs every update.
-    prefix, generator, out = f"{seed}/1/{update}/", torch.Generator(), []
+    prefix, generator, out = f"{seed}/{int(Stream.ACTION_NOISE)}/{update}/", torch.Generator(), []
     for env_index in env_indices:
-        generator.manual_seed(_seed_of_key(f"{prefix}{env_index}"))
+        generator.manual_seed(seed_of_key(f"{prefix}{env_index}"))
         if discrete:
             out.append(torch.rand(steps, generator=generator))
         else:
@@ -135,9 +125,12 @@ class RolloutCollector:
         seed: int,
         env_indices: Sequence[int] | None = None,
         return_window: int = 20,
+        sampler: Any = None,
     ) -> None:
         self.envs = envs
         self.agent = agent
+        #: A kernel's fused policy forward (:func:`policygrad.kernels.rollout_sampler`), or None: ``agent.sample``.
+        self.sampler = sampler
         self.seed = seed
         self.num_envs = envs.num_envs
         self.env_indices = list(env_indices) if env_indices is not None else list(range(self.num_envs))
@@ -166,18 +159,18 @@ class RolloutCollector:
         nothing but that env: any split of the envs across workers gives the same rollout.
         """
         if envs_lib.seeds_each_env(self.envs):
-            self.reset([_stream_seed(self.seed, 2, update, i) for i in self.env_indices])
+            self.reset([stream_seed(self.seed, Stream.EPISODE_RESETS, update, i) for i in self.env_indices])
         else:  # a native vector env has one generator for all its envs
-            self.reset(_stream_seed(self.seed, 2, update))
+            self.reset(stream_seed(self.seed, Stream.EPISODE_RESETS, update))
         return _zero_padding(self._run(max_steps, update, episodes=True))
 
     def _run(self, steps: int, update: int, episodes: bool) -> Rollout:
         agent, envs, n = self.agent, self.envs, self.num_envs
         spec = agent.spec
         noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
-        # The agent does not change during a rollout: take its fused sampler once (the same
+        # The agent does not change during a rollout: ready the fused forward once (the same
         # numbers as agent.sample, without re-checking the agent at every step).
-        fused = fast.policy(agent) if isinstance(agent, Agent) else None
+        fused = self.sampler.ready() if self.sampler is not None else None
         action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
         critic = agent.critic is not None
         if fused is not None and spec.discrete:

@@ -6,9 +6,7 @@ collects (complete episodes, or fixed-length segments of running episodes).
 
 from __future__ import annotations
 
-import json
 import math
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -19,19 +17,26 @@ import numpy as np
 import torch
 
 from policygrad import envs as envs_lib
+from policygrad import kernels
 from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
-from policygrad.checkpoint import load_latest, save_checkpoint, write_atomic
+from policygrad.checkpoint import load_latest, save_checkpoint
+from policygrad.collectors import make_collector
 from policygrad.config import build_config, load_preset
-from policygrad.distributed import make_collector
-from policygrad.errors import NonFiniteLossError, PolicygradError
+from policygrad.errors import NonFiniteLossError
 from policygrad.evaluation import evaluate
-from policygrad.logging import MetricsLog, make_progress, plot_learning_curve
 from policygrad.optim import Adam
+from policygrad.run_log import MetricsLog, make_progress, plot_learning_curve, read_metrics
+from policygrad.runs import (
+    check_new_run_dir,
+    default_run_dir,
+    non_finite_error,
+    peak_rss_mb,
+    read_resume_config,
+    write_run_config,
+    write_summary,
+)
 from policygrad.runtime import frozen_gc
-
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
 
 #: Called with each update's metrics row; returning True stops training (see :meth:`Trainer.run`).
 UpdateCallback = Callable[[dict[str, Any]], bool | None]
@@ -49,24 +54,6 @@ def resolve_config(algo: str, env_id: str, overrides: dict[str, Any]) -> tuple[A
     values.update(overrides)
     values["env_id"] = env_id
     return build_config(module.Config, values), preset is not None
-
-
-def default_run_dir(algo: str, env_id: str, seed: int) -> Path:
-    """``runs/<algo>-<env>-seed<seed>``, with a numeric suffix if that exists."""
-    base = Path("runs") / f"{algo}-{env_id.replace('/', '_')}-seed{seed}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process and its finished children, in MiB."""
-    scale = 1024.0 if sys.platform != "darwin" else 1024.0 * 1024.0
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / scale
 
 
 class Trainer:
@@ -95,19 +82,13 @@ class Trainer:
     @classmethod
     def new(cls, algo: str, cfg: Any, run_dir: Path, preset_used: bool = False, quiet: bool = False) -> Trainer:
         run_dir = Path(run_dir)
-        if (run_dir / "checkpoints").exists() or (run_dir / "metrics.csv").exists():
-            raise PolicygradError(
-                f"{run_dir} already holds a run; continue it with 'policygrad resume {run_dir}' or choose another --out"
-            )
+        check_new_run_dir(run_dir)
         self = cls(algo, cfg, run_dir, quiet)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self._make_envs()  # first: an unusable environment must not leave a run folder behind
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(
-            run_dir / CONFIG_FILE,
-            json.dumps({"algo": algo, "preset": preset_used, "config": cfg.to_dict()}, indent=2).encode(),
-        )
+        write_run_config(run_dir, {"algo": algo, "preset": preset_used, "config": cfg.to_dict()})
         self.agent = Agent(
             AgentSpec(
                 obs_dim=self.info.obs_dim,
@@ -124,6 +105,7 @@ class Trainer:
         )
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.collector = make_collector(self.envs, self.agent, cfg)  # in-process, or Ray workers
+        self._select_learner()  # after every option was checked: a refused run prints one line
         self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
         self.log = MetricsLog(run_dir)
         return self
@@ -131,15 +113,8 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: Path, total_steps: int | None = None, quiet: bool = False) -> Trainer:
         run_dir = Path(run_dir)
-        saved = read_run_config(run_dir)
+        saved, cfg = read_resume_config(run_dir, "gym", get_algorithm, "total_steps", total_steps)
         checkpoint = load_latest(run_dir)
-        module = get_algorithm(saved["algo"])
-        values = dict(saved["config"])
-        if total_steps is not None:
-            values["total_steps"] = total_steps
-        cfg = build_config(module.Config, values)
-        if total_steps is not None:
-            write_atomic(run_dir / CONFIG_FILE, json.dumps(dict(saved, config=cfg.to_dict()), indent=2).encode())
         self = cls(saved["algo"], cfg, run_dir, quiet)
         state = checkpoint.state
         self.update = state["update"]
@@ -164,6 +139,7 @@ class Trainer:
             self._make_envs()
             envs_lib.load_normalizer_state(self.envs, state.get("normalizer", {}))
         self.collector = make_collector(self.envs, self.agent, cfg)
+        self._select_learner()
         self.collector.load_state_dict(state["collector"], with_env_state=restored)
         if not restored:
             if not state.get("env_state_saved", False):
@@ -189,6 +165,11 @@ class Trainer:
             normalize_obs=cfg.normalize_obs,
             normalize_reward=cfg.normalize_reward,
         )
+
+    def _select_learner(self) -> None:
+        """The learner under every gradient step of the run, chosen once (``policygrad.kernels.select``)."""
+        self.learner = kernels.select(self.agent, self.optimizer, self.cfg)
+        self._say(kernels.describe(self.learner))
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -247,10 +228,8 @@ class Trainer:
                         break
         except NonFiniteLossError as err:
             self.close()
-            raise PolicygradError(
-                f"update {self.update + 1}: {err}; training stopped and the last good checkpoint (update "
-                f"{last_saved}) is kept — lower learning_rate or enable normalize_reward, then resume"
-            ) from None
+            advice = "lower learning_rate or enable normalize_reward"
+            raise non_finite_error(err, self.update + 1, last_saved, advice) from None
         if last_saved != self.update:
             self._save()
         self._finish(stop_reason)
@@ -279,8 +258,8 @@ class Trainer:
         if cfg.log_gradient_variance:  # before the update: at the policy that collected the rollout
             from policygrad.diagnostics import gradient_variance
 
-            variance = gradient_variance(self.agent, rollout, self.algo_name, cfg)
-        metrics = self.algo.update(self.agent, self.optimizer, rollout, cfg, self.update)
+            variance = gradient_variance(self.agent, rollout, self.algo, cfg)
+        metrics = self.algo.update(self.learner, rollout, cfg, self.update)
         metrics.update(variance)
         elapsed = time.perf_counter() - start
         lengths = self.collector.recent_lengths
@@ -365,6 +344,7 @@ class Trainer:
             "algo": self.algo_name,
             "env_id": cfg.env_id,
             "seed": cfg.seed,
+            "learner": self.learner.name,
             "stopped": stop_reason,
             "updates": self.update,
             "env_steps": counters["env_step"],
@@ -379,7 +359,7 @@ class Trainer:
             "target_reached_step": counters["target_reached_step"],
             "target_reached_train_seconds": counters["target_reached_train_seconds"],
         }
-        write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        write_summary(self.run_dir, summary)
         plot_learning_curve(self.run_dir, f"{self.algo_name} on {cfg.env_id} (seed {cfg.seed})")
         if not self.quiet:
             print(
@@ -400,25 +380,7 @@ class Trainer:
             self.collector.close()
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """The run's ``config.json``, with clear errors for a missing or damaged run folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise PolicygradError(f"run folder {run_dir} does not exist")
-    path = run_dir / CONFIG_FILE
-    try:
-        saved = json.loads(path.read_text())
-        saved["algo"], saved["config"]["env_id"]
-    except FileNotFoundError:
-        raise PolicygradError(f"{run_dir} is not a policygrad run folder (no {CONFIG_FILE})") from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise PolicygradError(f"{path} is corrupt ({err}); the run cannot be resumed") from None
-    return saved
-
-
 def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    from policygrad.logging import read_metrics
-
     out = []
     for row in read_metrics(run_dir):
         out.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})

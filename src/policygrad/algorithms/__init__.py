@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from policygrad.algorithms import a2c, actor_critic, baseline, ppo, reinforce
-from policygrad.errors import PolicygradError, suggest
+from policygrad.errors import lookup
 
 ALGORITHMS: dict[str, ModuleType] = {
     "reinforce": reinforce,
@@ -32,8 +32,4 @@ ADDS: dict[str, str] = {
 
 def get_algorithm(name: str) -> ModuleType:
     """The algorithm module for a CLI name, or a clear error."""
-    if name not in ALGORITHMS:
-        raise PolicygradError(
-            f"unknown algorithm '{name}'{suggest(name, ALGORITHMS)} (choose from: {', '.join(ALGORITHMS)})"
-        )
-    return ALGORITHMS[name]
+    return lookup(name, ALGORITHMS, "algorithm")

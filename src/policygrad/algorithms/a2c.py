@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from policygrad.agent import Agent
 from policygrad.algorithms.actor_critic import ActorCriticConfig
-from policygrad.algorithms.common import actor_critic_update
-from policygrad.config import _checked, _positive, _unit_closed
+from policygrad.algorithms.common import gae_advantages, one_step_update
+from policygrad.config import positive, setting, unit_closed
+from policygrad.learners import Learner
+from policygrad.losses import normalize
 from policygrad.rollout import Rollout
 
 COLLECT = "steps"
@@ -26,28 +27,23 @@ USES_CRITIC = True
 class A2CConfig(ActorCriticConfig):
     """Synchronous advantage actor-critic over parallel environments."""
 
-    num_envs: int = _checked(8, _positive, "> 0", "parallel environments")
-    rollout_steps: int = _checked(5, _positive, "> 0", "steps per environment between updates (T)")
-    gae_lambda: float = _checked(0.95, _unit_closed, "[0, 1]", "GAE λ: 0 is TD, 1 is Monte-Carlo")
-    normalize_advantages: bool = _checked(False, help="standardise advantages in each batch")
+    num_envs: int = setting(8, positive, "> 0", "parallel environments")
+    rollout_steps: int = setting(5, positive, "> 0", "steps per environment between updates (T)")
+    gae_lambda: float = setting(0.95, unit_closed, "[0, 1]", "GAE λ: 0 is TD, 1 is Monte-Carlo")
+    normalize_advantages: bool = setting(False, help="standardise advantages in each batch")
 
 
-def update(
-    agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: A2CConfig, update_index: int
-) -> dict[str, float]:
+def advantages(rollout: Rollout, cfg: A2CConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(λ) over the (N, T) rollout, standardised over the batch if ``normalize_advantages``."""
+    adv, returns = gae_advantages(rollout, cfg.gamma, cfg.gae_lambda)
+    if cfg.normalize_advantages:
+        adv = normalize(adv, rollout.mask)
+    return adv, returns
+
+
+def update(learner: Learner, rollout: Rollout, cfg: A2CConfig, update_index: int) -> dict[str, float]:
     """One synchronous step with GAE(λ) advantages over the (N, T) rollout."""
-    return actor_critic_update(
-        agent,
-        optimizer,
-        rollout,
-        gamma=cfg.gamma,
-        lam=cfg.gae_lambda,
-        vf_coef=cfg.vf_coef,
-        ent_coef=cfg.ent_coef,
-        max_grad_norm=cfg.max_grad_norm,
-        fused=cfg.fused,
-        normalize_advantages=cfg.normalize_advantages,
-    )
+    return one_step_update(learner, rollout, cfg, advantages, vf_coef=cfg.vf_coef)
 
 
 Config = A2CConfig

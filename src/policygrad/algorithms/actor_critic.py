@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from policygrad.agent import Agent
 from policygrad.algorithms.baseline import BaselineConfig
-from policygrad.algorithms.common import actor_critic_update
-from policygrad.config import _checked, _positive
+from policygrad.algorithms.common import gae_advantages, one_step_update
+from policygrad.config import positive, setting
+from policygrad.learners import Learner
 from policygrad.rollout import Rollout
 
 COLLECT = "steps"
@@ -27,25 +27,18 @@ USES_CRITIC = True
 class ActorCriticConfig(BaselineConfig):
     """One-step TD actor-critic on a single environment."""
 
-    num_envs: int = _checked(1, _positive, "> 0", "environments (1: the classic single-env actor-critic)")
-    rollout_steps: int = _checked(1, _positive, "> 0", "steps between updates")
+    num_envs: int = setting(1, positive, "> 0", "environments (1: the classic single-env actor-critic)")
+    rollout_steps: int = setting(1, positive, "> 0", "steps between updates")
 
 
-def update(
-    agent: Agent, optimizer: torch.optim.Optimizer, rollout: Rollout, cfg: ActorCriticConfig, update_index: int
-) -> dict[str, float]:
-    """One step with the TD error as advantage (λ = 0)."""
-    return actor_critic_update(
-        agent,
-        optimizer,
-        rollout,
-        gamma=cfg.gamma,
-        lam=0.0,
-        vf_coef=cfg.vf_coef,
-        ent_coef=cfg.ent_coef,
-        max_grad_norm=cfg.max_grad_norm,
-        fused=cfg.fused,
-    )
+def advantages(rollout: Rollout, cfg: ActorCriticConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The TD error r_t + γ V(s_{t+1}) − V(s_t): GAE with λ = 0."""
+    return gae_advantages(rollout, cfg.gamma, 0.0)
+
+
+def update(learner: Learner, rollout: Rollout, cfg: ActorCriticConfig, update_index: int) -> dict[str, float]:
+    """One step with the TD error as advantage, V regressed on the TD target."""
+    return one_step_update(learner, rollout, cfg, advantages, vf_coef=cfg.vf_coef)
 
 
 Config = ActorCriticConfig

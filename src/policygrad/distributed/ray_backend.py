@@ -32,6 +32,7 @@ import torch
 from policygrad.agent import Agent, AgentSpec
 from policygrad.distributed.ray_workers import (
     STARTUP_TIMEOUT,
+    UsesWorkerGroup,
     WorkerFault,
     WorkerGroup,
     ready_info,
@@ -47,6 +48,7 @@ from policygrad.distributed.shards import (
     shard_ranges,
 )
 from policygrad.errors import PolicygradError
+from policygrad.kernels import rollout_sampler
 from policygrad.rollout import Rollout
 
 
@@ -62,13 +64,16 @@ class RolloutWorker:
         agent_spec: AgentSpec,
         seed: int,
         threads: int,
+        learner: str = "auto",
     ) -> None:
         torch.set_num_threads(threads)  # the same thread count as the learner: the same kernels
         if env_spec.id not in gym.registry:  # environments registered by the user's process
             gym.registry[env_spec.id] = env_spec
         self.agent = Agent(agent_spec)
         envs = make_shard_envs(env_spec.id, env_indices)
-        self.collector = ShardCollector(envs, self.agent, seed, env_indices, num_envs)
+        # The learner's own rollout forward, so that a shard draws exactly the local run's actions.
+        sampler = rollout_sampler(self.agent, learner)
+        self.collector = ShardCollector(envs, self.agent, seed, env_indices, num_envs, sampler=sampler)
 
     def ready(self) -> dict[str, Any]:
         return ready_info()
@@ -121,7 +126,7 @@ def _failure(err: EnvFailure) -> dict[str, Any]:
 
 
 # ----- the learner's side -------------------------------------------------------------
-class RayCollector:
+class RayCollector(UsesWorkerGroup):
     """The learner's rollout backend on Ray; the same interface and results as RolloutCollector.
 
     Config fields used: ``env_id``, ``num_envs``, ``seed``, ``threads``, ``workers``,
@@ -143,16 +148,11 @@ class RayCollector:
         self.group = WorkerGroup(
             RolloutWorker,
             self.shards,
-            lambda k: (env_spec, list(self.shards[k]), cfg.num_envs, agent.spec, cfg.seed, cfg.threads),
+            lambda k: (env_spec, list(self.shards[k]), cfg.num_envs, agent.spec, cfg.seed, cfg.threads, cfg.learner),
             cfg,
             unit="envs",
             resume_command="policygrad resume RUN_DIR",
         )
-
-    @property
-    def restarts(self) -> list[int]:
-        """How often each worker was recreated."""
-        return self.group.restarts
 
     @property
     def worker_nodes(self) -> list[str]:
@@ -275,10 +275,6 @@ class RayCollector:
             self.group.fail(f"{self.describe(fault.workers[0])} {fault.kind} while restoring the checkpoint")
         if self.group.restartable:
             self._states = states
-
-    def close(self) -> None:
-        """Stop the workers, and the Ray instance if this collector started it."""
-        self.group.close()
 
 
 def check_options(cfg: Any) -> None:

@@ -373,6 +373,21 @@ class WorkerGroup:
             self.ray.shutdown()
 
 
+class UsesWorkerGroup:
+    """Base of the learner-side classes that run on a :class:`WorkerGroup` held as ``self.group``."""
+
+    group: WorkerGroup
+
+    @property
+    def restarts(self) -> list[int]:
+        """How often each worker was recreated."""
+        return self.group.restarts
+
+    def close(self) -> None:
+        """Stop the workers, and the Ray instance if this group started it."""
+        self.group.close()
+
+
 def ready_info() -> dict[str, Any]:
     """What a worker's ``ready()`` returns: its process id and Ray node (call inside the worker)."""
     import ray

@@ -104,8 +104,9 @@ class FullWidthAgent:
     environment steps for MLP policies.
     """
 
-    def __init__(self, agent: Agent, env_indices: Sequence[int], num_envs: int) -> None:
+    def __init__(self, agent: Agent, env_indices: Sequence[int], num_envs: int, sampler: Any = None) -> None:
         self.agent = agent
+        self.sampler = sampler  # the learner's fused rollout forward (policygrad.kernels), or None
         self.rows = slice(env_indices[0], env_indices[-1] + 1)
         if list(env_indices) != list(range(self.rows.start, self.rows.stop)):
             raise ValueError("a shard must be a contiguous range of env indices")
@@ -125,7 +126,9 @@ class FullWidthAgent:
         return full
 
     def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        actions, log_probs, values = self.agent.sample(self._widen(obs), self._widen(noise))
+        fused = self.sampler.ready() if self.sampler is not None else None
+        sample = fused.sample if fused is not None else self.agent.sample
+        actions, log_probs, values = sample(self._widen(obs), self._widen(noise))
         return actions[self.rows], log_probs[self.rows], None if values is None else values[self.rows]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -143,9 +146,16 @@ class ShardCollector(RolloutCollector):
     """
 
     def __init__(
-        self, envs: gym.vector.VectorEnv, agent: Agent, seed: int, env_indices: Sequence[int], num_envs: int
+        self,
+        envs: gym.vector.VectorEnv,
+        agent: Agent,
+        seed: int,
+        env_indices: Sequence[int],
+        num_envs: int,
+        sampler: Any = None,
     ) -> None:
-        super().__init__(envs, FullWidthAgent(agent, env_indices, num_envs), seed, env_indices)  # type: ignore[arg-type]
+        full_width = FullWidthAgent(agent, env_indices, num_envs, sampler)
+        super().__init__(envs, full_width, seed, env_indices)  # type: ignore[arg-type]
         self.episode_log: list[EpisodeRecord] = []
         self._step = 0
 

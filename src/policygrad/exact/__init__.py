@@ -11,8 +11,8 @@ V = (I − γ P_π)⁻¹ r_π, J = μ₀ · V, and ∇J comes from autograd thro
     check_estimator(bandit([1.0, 0.2]), np.zeros((1, 2)), "reinforce").max_abs_z
 """
 
+from policygrad.exact.bandit import bandit
 from policygrad.exact.constructors import (
-    bandit,
     chain,
     gridworld,
     random_mdp,

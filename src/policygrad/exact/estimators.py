@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from policygrad.advantages import gae
-from policygrad.errors import PolicygradError, suggest
+from policygrad.errors import lookup
 from policygrad.exact.mdp import ArrayLike, TabularMDP, as_float64
 from policygrad.exact.sampling import Episodes, sample_episodes
 from policygrad.losses import policy_gradient_loss, value_loss
@@ -66,11 +66,7 @@ ESTIMATORS: dict[str, Estimator] = {
 
 def get_estimator(name: str) -> Estimator:
     """The estimator called ``name``, or a clear error."""
-    if name not in ESTIMATORS:
-        raise PolicygradError(
-            f"unknown estimator '{name}'{suggest(name, ESTIMATORS)} (choose from: {', '.join(ESTIMATORS)})"
-        )
-    return ESTIMATORS[name]
+    return lookup(name, ESTIMATORS, "estimator")
 
 
 def episodes_to_rollout(mdp: TabularMDP, theta: ArrayLike, episodes: Episodes, critic: torch.Tensor | None) -> Rollout:

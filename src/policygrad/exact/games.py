@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from policygrad.errors import PolicygradError
+from policygrad.exact.bandit import bandit
 from policygrad.exact.mdp import ArrayLike, TabularMDP, as_float64, like_input
 
 
@@ -88,6 +89,4 @@ class BestResponseGame:
 
     def as_bandit(self, theta: ArrayLike) -> TabularMDP:
         """The one-step MDP the policy faces while the opponent plays its best response to π_θ."""
-        from policygrad.exact.constructors import bandit
-
         return bandit(self.payoff[:, self.best_response(theta)].numpy(), noise="none", action_names=self.action_names)

@@ -35,6 +35,20 @@ class Episodes:
     truncated: torch.Tensor
     mask: torch.Tensor
 
+    @classmethod
+    def one_pull(cls, arm: int, reward: float) -> Episodes:
+        """A one-step bandit episode: state 0, ``arm``, ``reward``, then the terminal state."""
+        one = torch.tensor([[arm]])
+        return cls(
+            states=torch.zeros_like(one),
+            actions=one,
+            rewards=torch.tensor([[reward]], dtype=torch.float64),
+            next_states=torch.ones_like(one),
+            terminated=torch.ones(1, 1, dtype=torch.bool),
+            truncated=torch.zeros(1, 1, dtype=torch.bool),
+            mask=torch.ones(1, 1, dtype=torch.bool),
+        )
+
     @property
     def num_episodes(self) -> int:
         return self.states.shape[0]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from policygrad.errors import PolicygradError, suggest
+from policygrad.errors import PolicygradError, lookup
 from policygrad.experiments.common import Report, write_report
 
 #: Experiment name → module (each has ``SUMMARY`` and ``run(seed, quick=False, **options) -> Report``).
@@ -36,11 +36,7 @@ EXPERIMENTS: dict[str, str] = {
 
 def get_experiment(name: str) -> Any:
     """The module of experiment ``name``, or a clear error."""
-    if name not in EXPERIMENTS:
-        raise PolicygradError(
-            f"unknown experiment '{name}'{suggest(name, EXPERIMENTS)} (see: policygrad experiment --list)"
-        )
-    return importlib.import_module(EXPERIMENTS[name])
+    return importlib.import_module(lookup(name, EXPERIMENTS, "experiment", see="policygrad experiment --list"))
 
 
 def list_experiments() -> dict[str, str]:

@@ -52,17 +52,7 @@ def learn_from_sequence(mdp: Any, arms: list[int], generator: torch.Generator) -
     for arm in arms:
         reward = float(torch.rand(1, generator=generator, dtype=torch.float64) < MEANS[arm])
         rewards.append(reward)
-        one = torch.tensor([[arm]])
-        episodes = Episodes(
-            states=torch.zeros_like(one),
-            actions=one,
-            rewards=torch.tensor([[reward]], dtype=torch.float64),
-            next_states=torch.ones_like(one),
-            terminated=torch.ones(1, 1, dtype=torch.bool),
-            truncated=torch.zeros(1, 1, dtype=torch.bool),
-            mask=torch.ones(1, 1, dtype=torch.bool),
-        )
-        theta = _pull_update(mdp, theta, episodes)
+        theta = _pull_update(mdp, theta, Episodes.one_pull(arm, reward))
         probs.append(mdp.policy(theta)[0])
     return np.array(probs), rewards
 

@@ -8,6 +8,9 @@ from typing import Any
 
 from policygrad.errors import PolicygradError
 
+HELP = "run a reproducible experiment: a PNG figure, a JSON of numbers and a Markdown note"
+DESCRIPTION = "Each experiment turns one claim of the theory into a figure and numbers."
+
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from policygrad.experiments import EXPERIMENTS, list_experiments, run_experiment
@@ -38,11 +41,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``experiment`` command to the ``policygrad`` CLI."""
-    parser = subparsers.add_parser(
-        "experiment",
-        help="run a reproducible experiment: a PNG figure, a JSON of numbers and a Markdown note",
-        description="Each experiment turns one claim of the theory into a figure and numbers.",
-    )
+    from policygrad.cli import add_command
+
+    parser = add_command(subparsers, "experiment", _cmd_experiment, HELP, DESCRIPTION)
     parser.add_argument("name", nargs="?", help="the experiment (see --list)")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--out", help="output folder (default runs/experiments/NAME-seedN)")
@@ -50,4 +51,3 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--actions", help="bandit only: a fixed sequence of arms to pull, e.g. CCAB")
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test (numbers only indicative)")
     parser.add_argument("--quiet", action="store_true", help="print nothing")
-    parser.set_defaults(func=_cmd_experiment)

@@ -11,15 +11,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from policygrad.palette import CHAIN_COLORS
+
 #: One colour per step of the chain (and for with/without comparisons), used by every figure.
-COLORS = {
-    "reinforce": "#d62728",
-    "reinforce-baseline": "#ff7f0e",
-    "actor-critic": "#2ca02c",
-    "a2c": "#1f77b4",
-    "ppo": "#9467bd",
-    "exact": "black",
-}
+COLORS = {**CHAIN_COLORS, "exact": "black"}
 
 
 @dataclass

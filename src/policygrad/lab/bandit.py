@@ -81,7 +81,7 @@ class BanditLab:
             raise PolicygradError(f"arm must be one of {', '.join(ARMS)}")
         noise = torch.randn(1, generator=self.generator, dtype=torch.float64).item()
         reward = float(self.means[arm]) + REWARD_STD * noise
-        return self._update(_one_pull(arm, reward), "you")
+        return self._update(Episodes.one_pull(arm, reward), "you")
 
     def sample(self, steps: int, on_progress: Callable[[int, int], None] | None = None) -> list[Pull]:
         """The policy pulls ``steps`` arms itself (a ~ π), updating after each pull."""
@@ -120,17 +120,3 @@ class BanditLab:
             rewards = [p.reward for p in self.history if p.arm == arm]
             out.append(float(np.mean(rewards)) if rewards else None)
         return out
-
-
-def _one_pull(arm: int, reward: float) -> Episodes:
-    """A one-step bandit episode: state 0, ``arm``, ``reward``, then the terminal state."""
-    one = torch.tensor([[arm]])
-    return Episodes(
-        states=torch.zeros_like(one),
-        actions=one,
-        rewards=torch.tensor([[reward]], dtype=torch.float64),
-        next_states=torch.ones_like(one),
-        terminated=torch.ones(1, 1, dtype=torch.bool),
-        truncated=torch.zeros(1, 1, dtype=torch.bool),
-        mask=torch.ones(1, 1, dtype=torch.bool),
-    )

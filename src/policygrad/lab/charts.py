@@ -12,14 +12,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from policygrad.palette import CHAIN_COLORS
+
 #: One colour per step of the chain (as in the experiments' figures), and for good/bad.
-COLORS = {
-    "reinforce": "#d62728",
-    "reinforce-baseline": "#ff7f0e",
-    "actor-critic": "#2ca02c",
-    "a2c": "#1f77b4",
-    "ppo": "#9467bd",
-}
+COLORS = CHAIN_COLORS
 UP, DOWN, NEUTRAL, EXACT = "#2ca02c", "#d62728", "#1f77b4", "black"
 ARM_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
 

@@ -9,6 +9,8 @@ from typing import Any
 from policygrad.errors import PolicygradError
 
 INSTALL_HINT = "the lab needs its extra: pip install 'policygrad[lab]'"
+HELP = "start the interactive lab in your browser (needs: pip install 'policygrad[lab]')"
+DESCRIPTION = "The theory, clickable: bandit, REINFORCE sampler, gradient scatter, baseline, the chain."
 
 
 def _cmd_lab(args: argparse.Namespace) -> int:
@@ -24,13 +26,9 @@ def _cmd_lab(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add the ``lab`` command to the ``policygrad`` CLI."""
+    from policygrad.cli import add_command
     from policygrad.lab.server import DEFAULT_PORT
 
-    parser = subparsers.add_parser(
-        "lab",
-        help="start the interactive lab in your browser (needs: pip install 'policygrad[lab]')",
-        description="The theory, clickable: bandit, REINFORCE sampler, gradient scatter, baseline, the chain.",
-    )
+    parser = add_command(subparsers, "lab", _cmd_lab, HELP, DESCRIPTION)
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
-    parser.set_defaults(func=_cmd_lab)

@@ -1,4 +1,4 @@
-"""Small Streamlit helpers shared by the pages: per-session models, errors on the page, progress bars."""
+"""Small Streamlit helpers shared by the pages: session models, errors on the page, progress bars, sample buttons."""
 
 from __future__ import annotations
 
@@ -36,6 +36,21 @@ def progress_bar(where: Any = None) -> tuple[Callable[[float, str], None], Calla
         slot.progress(min(max(float(fraction), 0.0), 1.0), text=text)
 
     return update, slot.empty
+
+
+def sample_controls(lab: Any, prefix: str, one: str, many: tuple[str, str, int]) -> None:
+    """A row of buttons: sample one, sample many (``(label, key suffix, count)``), reset; each runs on ``lab``."""
+    buttons = st.columns([1, 1, 1, 3])
+    many_label, many_key, count = many
+    clicked_one = buttons[0].button(one, key=f"{prefix}_one", type="primary", width="stretch")
+    clicked_many = buttons[1].button(many_label, key=f"{prefix}_{many_key}", width="stretch")
+    reset = buttons[2].button("Reset", key=f"{prefix}_reset", icon=":material/restart_alt:", width="stretch")
+    if reset:
+        lab.reset()
+    if clicked_one:
+        attempt(lab.sample, 1)
+    if clicked_many:
+        attempt(lab.sample, count)
 
 
 def intro(title: str, text: str) -> None:

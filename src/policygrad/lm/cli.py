@@ -66,19 +66,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
+    from policygrad.cli import run_to_end
     from policygrad.lm.trainer import LMTrainer
 
     trainer = LMTrainer.resume(Path(args.run_dir), updates=args.updates, quiet=args.quiet)
-    if trainer.update >= trainer.cfg.updates:
-        print(
-            f"{args.run_dir} already finished {trainer.update} of {trainer.cfg.updates} updates; "
-            "extend it with --updates M",
-            file=sys.stderr,
-        )
-        trainer.close()
-        return 0
-    trainer.run()
-    return 0
+    return run_to_end(trainer, args.run_dir, trainer.update, trainer.cfg.updates, "updates", digits="")
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -116,50 +108,45 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``policygrad lm`` and its subcommands to the main parser's ``subparsers``."""
-    from policygrad.cli import add_backend_arguments
+    from policygrad.cli import add_backend_arguments, add_command, add_resume_command, add_run_arguments
 
     lm = subparsers.add_parser("lm", help="language-model policies: pretrain, RL fine-tuning, sampling")
     sub = lm.add_subparsers(dest="lm_command", metavar="LM_COMMAND", parser_class=type(lm))
     lm.set_defaults(func=lambda _args: (lm.print_help(), 0)[1])
 
-    pre = sub.add_parser("pretrain", help="pretrain a reference model on a task's corpus")
+    pre = add_command(sub, "pretrain", _cmd_pretrain, "pretrain a reference model on a task's corpus")
     pre.add_argument("task", help="target, sum or sort")
-    pre.add_argument("--out", help="model folder (default runs/lm-ref-<task>-seed<seed>)")
-    pre.add_argument("--seed", type=int)
-    pre.add_argument("--steps", type=int, help="optimiser steps")
+    add_run_arguments(
+        pre,
+        "model folder (default runs/lm-ref-<task>-seed<seed>)",
+        ("--steps", "optimiser steps"),
+        "override a pretraining setting",
+        quiet=None,
+    )
     pre.add_argument("--vocab-size", type=int, help="vocabulary size (16; e.g. 32000 adds filler tokens)")
-    pre.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a pretraining setting")
     pre.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
-    pre.add_argument("--quiet", action="store_true")
-    pre.set_defaults(func=_cmd_pretrain)
 
-    train = sub.add_parser("train", help="fine-tune a reference with reinforce, rloo, grpo or ppo")
+    train = add_command(sub, "train", _cmd_train, "fine-tune a reference with reinforce, rloo, grpo or ppo")
     train.add_argument("algo", help="reinforce, rloo, grpo or ppo")
     train.add_argument("task", help="target, sum or sort")
     train.add_argument("--ref", help="reference model folder (default: pretrain one into the run folder)")
     train.add_argument("--kl-coef", type=float, help="β, weight of the KL penalty to the reference")
-    train.add_argument("--out", help="run folder (default runs/lm-<algo>-<task>-seed<seed>)")
-    train.add_argument("--seed", type=int)
-    train.add_argument("--updates", type=int, help="policy updates")
+    add_run_arguments(
+        train,
+        "run folder (default runs/lm-<algo>-<task>-seed<seed>)",
+        ("--updates", "policy updates"),
+        "override a setting (repeatable)",
+    )
     train.add_argument("--vocab-size", type=int, help="vocabulary of the reference pretrained when --ref is absent")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting (repeatable)")
-    train.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     add_backend_arguments(train)
-    train.set_defaults(func=_cmd_train)
 
-    res = sub.add_parser("resume", help="continue an lm run from its last checkpoint")
-    res.add_argument("run_dir")
-    res.add_argument("--updates", type=int, help="new total updates (extends a finished run)")
-    res.add_argument("--quiet", action="store_true")
-    res.set_defaults(func=_cmd_resume)
+    add_resume_command(sub, _cmd_resume, "an lm run", ("--updates", "updates"))
 
-    sample = sub.add_parser("sample", help="print responses of a run's policy (or of a model folder)")
+    sample = add_command(sub, "sample", _cmd_sample, "print responses of a run's policy (or of a model folder)")
     sample.add_argument("run_dir", help="lm run folder or model folder")
     sample.add_argument("-n", type=int, default=8, help="number of prompts")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (0: greedy)")
     sample.add_argument("--json", action="store_true", help="print one JSON list")
-    sample.set_defaults(func=_cmd_sample)
 
-    ls = sub.add_parser("list", help="token algorithms, their settings, and the tasks")
-    ls.set_defaults(func=_cmd_list)
+    add_command(sub, "list", _cmd_list, "token algorithms, their settings, and the tasks")

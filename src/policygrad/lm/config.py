@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from policygrad.config import RolloutBackendOptions, _checked, _non_negative, _positive, validate_fields
+from policygrad.config import RolloutBackendOptions, non_negative, positive, setting, validate_fields
 from policygrad.errors import PolicygradError
 
 
@@ -25,33 +25,33 @@ class LMTrainConfig(RolloutBackendOptions):
     Each algorithm's config extends the previous step's (REINFORCE → RLOO → GRPO → PPO).
     """
 
-    task: str = _checked("sum", help="task: target, sum or sort")
-    seed: int = _checked(0, _non_negative, ">= 0", "seed of every random source")
-    updates: int = _checked(1000, _positive, "> 0", "policy updates to run")
-    max_train_seconds: float | None = _checked(
+    task: str = setting("sum", help="task: target, sum or sort")
+    seed: int = setting(0, non_negative, ">= 0", "seed of every random source")
+    updates: int = setting(1000, positive, "> 0", "policy updates to run")
+    max_train_seconds: float | None = setting(
         180.0,
         lambda v: v is None or v > 0,
         "> 0 or none",
         "also stop after this many seconds, counting the reference's pretraining when the run does it (none: off)",
     )
-    prompts_per_update: int = _checked(64, _positive, "> 0", "distinct prompts sampled per update")
-    samples_per_prompt: int = _checked(1, _positive, "> 0", "responses sampled per prompt (K, the group size)")
-    learning_rate: float = _checked(1e-3, _positive, "> 0", "Adam learning rate (peak)")
-    anneal_lr: bool = _checked(
+    prompts_per_update: int = setting(64, positive, "> 0", "distinct prompts sampled per update")
+    samples_per_prompt: int = setting(1, positive, "> 0", "responses sampled per prompt (K, the group size)")
+    learning_rate: float = setting(1e-3, positive, "> 0", "Adam learning rate (peak)")
+    anneal_lr: bool = setting(
         True, help="decay the learning rate linearly to 10 % over the budget (updates or time, whichever is nearer)"
     )
-    max_grad_norm: float = _checked(1.0, _non_negative, ">= 0", "gradient-norm clipping (0: off)")
-    kl_coef: float = _checked(0.03, _non_negative, ">= 0", "β, weight of the KL penalty to the reference")
-    kl_in: str = _checked("reward", _kl_place, "reward or loss", "where the KL penalty goes")
-    kl_estimator: str = _checked("k3", lambda v: v in ("k1", "k3"), "k1 or k3", "KL estimator when kl_in = loss")
-    loss_reduction: str = _checked(
+    max_grad_norm: float = setting(1.0, non_negative, ">= 0", "gradient-norm clipping (0: off)")
+    kl_coef: float = setting(0.03, non_negative, ">= 0", "β, weight of the KL penalty to the reference")
+    kl_in: str = setting("reward", _kl_place, "reward or loss", "where the KL penalty goes")
+    kl_estimator: str = setting("k3", lambda v: v in ("k1", "k3"), "k1 or k3", "KL estimator when kl_in = loss")
+    loss_reduction: str = setting(
         "token-mean", _reduction, "token-mean, sequence-mean or sequence-sum", "how token losses are aggregated"
     )
-    ent_coef: float = _checked(0.0, _non_negative, ">= 0", "entropy bonus coefficient")
-    checkpoint_every: int = _checked(100, _positive, "> 0", "updates between checkpoints")
-    keep_checkpoints: int = _checked(3, _positive, "> 0", "checkpoints kept on disk")
-    eval_prompts: int = _checked(512, _positive, "> 0", "prompts sampled for the final evaluation")
-    threads: int = _checked(1, _positive, "> 0", "torch CPU threads (1 is fastest for the small model)")
+    ent_coef: float = setting(0.0, non_negative, ">= 0", "entropy bonus coefficient")
+    checkpoint_every: int = setting(100, positive, "> 0", "updates between checkpoints")
+    keep_checkpoints: int = setting(3, positive, "> 0", "checkpoints kept on disk")
+    eval_prompts: int = setting(512, positive, "> 0", "prompts sampled for the final evaluation")
+    threads: int = setting(1, positive, "> 0", "torch CPU threads (1 is fastest for the small model)")
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -23,7 +23,7 @@ from torch import nn
 
 from policygrad.errors import PolicygradError
 from policygrad.lm.model import LMOutput
-from policygrad.lm.tasks import BASE_TOKENS, BOS, PAD, Task
+from policygrad.lm.tasks import BASE_TOKENS, BOS, EOS, PAD, Task
 
 MAP_FILE = "policygrad_tokens.json"
 VALUE_HEAD_FILE = "policygrad_value_head.safetensors"
@@ -173,3 +173,37 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
         policy.add_value_head()
         policy.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
     return policy
+
+
+def save_tiny_llama(folder: Path, hidden_size: int = 64, intermediate_size: int = 256) -> int:
+    """Save a small randomly initialised Llama (seed 0) with a word-level tokenizer over the 16 task tokens.
+
+    A Hugging Face model folder that needs no download, for tests and benchmarks. Returns the parameter count.
+    """
+    _transformers()
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    word_level = Tokenizer(models.WordLevel({t: i for i, t in enumerate(BASE_TOKENS)}, unk_token="?"))
+    word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=word_level, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="?"
+    )
+    config = LlamaConfig(
+        vocab_size=len(BASE_TOKENS),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=32,
+        bos_token_id=BOS,
+        eos_token_id=EOS,
+        pad_token_id=PAD,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())

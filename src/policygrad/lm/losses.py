@@ -37,8 +37,15 @@ REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum")
 KL_ESTIMATORS = ("k1", "k3")
 
 
+def check_choice(name: str, choices: tuple[str, ...], what: str) -> None:
+    """Raise ValueError unless ``name`` is one of ``choices`` (``what``: "loss reduction", "KL estimator")."""
+    if name not in choices:
+        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(choices)}")
+
+
 def reduction_weights(mask: torch.Tensor, reduction: str) -> torch.Tensor:
     """Weights w (N, T) such that ``masked_mean(x * w, mask)`` is ``reduction`` of x (see module doc)."""
+    check_choice(reduction, REDUCTIONS, "loss reduction")
     maskf = mask.to(torch.float32)
     total = maskf.sum().clamp(min=1.0)
     n, budget = mask.shape
@@ -46,9 +53,7 @@ def reduction_weights(mask: torch.Tensor, reduction: str) -> torch.Tensor:
         return maskf
     if reduction == "sequence-mean":
         return maskf * (total / n) / maskf.sum(1, keepdim=True).clamp(min=1.0)
-    if reduction == "sequence-sum":
-        return maskf * (total / (n * budget))
-    raise ValueError(f"unknown loss reduction {reduction!r}; choose from {', '.join(REDUCTIONS)}")
+    return maskf * (total / (n * budget))  # sequence-sum
 
 
 def token_policy_loss(
@@ -93,12 +98,11 @@ def kl_per_token(log_probs: torch.Tensor, ref_log_probs: torch.Tensor, estimator
       lower variance. As a *loss* its gradient is ∇KL(π_ref‖π), not ∇KL(π‖π_ref)
       (biased for the reverse-KL objective; measured in :mod:`policygrad.lm.exact`).
     """
+    check_choice(estimator, KL_ESTIMATORS, "KL estimator")
     log_ratio = ref_log_probs - log_probs
     if estimator == "k1":
         return -log_ratio
-    if estimator == "k3":
-        return torch.expm1(log_ratio) - log_ratio
-    raise ValueError(f"unknown KL estimator {estimator!r}; choose from {', '.join(KL_ESTIMATORS)}")
+    return torch.expm1(log_ratio) - log_ratio  # k3
 
 
 def kl_loss(

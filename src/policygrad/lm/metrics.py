@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policygrad.logging import MetricsLog
+from policygrad.run_log import MetricsLog
 
 COLUMNS = [
     "update",
@@ -27,7 +27,7 @@ COLUMNS = [
 
 
 class LMMetricsLog(MetricsLog):
-    """:class:`~policygrad.logging.MetricsLog` with the token columns; TensorBoard's step is the update.
+    """:class:`~policygrad.run_log.MetricsLog` with the token columns; TensorBoard's step is the update.
 
     Every row goes to TensorBoard (an LM update takes far longer than writing an event).
     """

@@ -19,36 +19,36 @@ from typing import Any
 
 import torch
 
-from policygrad.config import _checked, _non_negative, _positive
+from policygrad.config import non_negative, positive, setting
 from policygrad.errors import PolicygradError
 from policygrad.lm.config import validate_fields
 from policygrad.lm.generation import generate, sampling_uniforms
 from policygrad.lm.model import ModelConfig, TransformerLM, save_model
 from policygrad.lm.tasks import PAD, Task, get_task
-from policygrad.logging import make_progress
-from policygrad.rollout import _stream_seed
+from policygrad.run_log import make_progress
+from policygrad.seeding import Stream, stream_seed
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
     """Reference pretraining: the model's size and the optimisation budget."""
 
-    seed: int = _checked(0, _non_negative, ">= 0", "seed of the corpus and the initial weights")
-    steps: int = _checked(1200, _positive, "> 0", "optimiser steps, each on a fresh corpus batch")
-    batch_size: int = _checked(128, _positive, "> 0", "sequences per step")
-    learning_rate: float = _checked(3e-3, _positive, "> 0", "peak AdamW learning rate (cosine decay)")
-    warmup_steps: int = _checked(100, _non_negative, ">= 0", "linear learning-rate warm-up")
-    weight_decay: float = _checked(0.01, _non_negative, ">= 0", "AdamW weight decay")
-    vocab_size: int = _checked(16, lambda v: v >= 16, ">= 16", "vocabulary size (16, or e.g. 32000 with filler)")
-    d_model: int = _checked(64, _positive, "> 0", "transformer width")
-    n_layers: int = _checked(2, _positive, "> 0", "transformer blocks")
-    n_heads: int = _checked(4, _positive, "> 0", "attention heads")
-    d_ff: int = _checked(128, _positive, "> 0", "MLP hidden width")
-    eval_prompts: int = _checked(512, _positive, "> 0", "prompts sampled to measure the reference's reward")
-    max_seconds: float | None = _checked(
+    seed: int = setting(0, non_negative, ">= 0", "seed of the corpus and the initial weights")
+    steps: int = setting(1200, positive, "> 0", "optimiser steps, each on a fresh corpus batch")
+    batch_size: int = setting(128, positive, "> 0", "sequences per step")
+    learning_rate: float = setting(3e-3, positive, "> 0", "peak AdamW learning rate (cosine decay)")
+    warmup_steps: int = setting(100, non_negative, ">= 0", "linear learning-rate warm-up")
+    weight_decay: float = setting(0.01, non_negative, ">= 0", "AdamW weight decay")
+    vocab_size: int = setting(16, lambda v: v >= 16, ">= 16", "vocabulary size (16, or e.g. 32000 with filler)")
+    d_model: int = setting(64, positive, "> 0", "transformer width")
+    n_layers: int = setting(2, positive, "> 0", "transformer blocks")
+    n_heads: int = setting(4, positive, "> 0", "attention heads")
+    d_ff: int = setting(128, positive, "> 0", "MLP hidden width")
+    eval_prompts: int = setting(512, positive, "> 0", "prompts sampled to measure the reference's reward")
+    max_seconds: float | None = setting(
         None, lambda v: v is None or v > 0, "> 0 or none", "also stop after this many seconds (the schedule follows)"
     )
-    threads: int = _checked(1, _positive, "> 0", "torch CPU threads")
+    threads: int = setting(1, positive, "> 0", "torch CPU threads")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -81,7 +81,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)
     model = TransformerLM(cfg.model_config(task))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 10))
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_PRETRAIN))
     prompt_length = task.prompt_length
     start = time.perf_counter()
     loss_value = float("nan")
@@ -132,9 +132,9 @@ def pretrain(
 
 
 @torch.no_grad()
-def evaluate_model(model: Any, task: Task, cfg: Any, seed_key: int = 11) -> dict[str, float]:
+def evaluate_model(model: Any, task: Task, cfg: Any, stream: Stream = Stream.LM_PRETRAIN_EVAL) -> dict[str, float]:
     """Mean reward, success rate and response length of ``model`` on ``cfg.eval_prompts`` sampled prompts."""
-    generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, seed_key))
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, stream))
     prompts = task.prompts(cfg.eval_prompts, generator)
     samples = generate(
         model,

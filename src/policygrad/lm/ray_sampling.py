@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from policygrad.distributed.ray_workers import WorkerGroup, ready_info, to_arrays, to_tensors
+from policygrad.distributed.ray_workers import UsesWorkerGroup, WorkerGroup, ready_info, to_arrays, to_tensors
 from policygrad.distributed.shards import shard_ranges
 from policygrad.errors import PolicygradError
 from policygrad.lm.generation import Samples, generate
@@ -67,7 +67,7 @@ def check_layout(batch_size: int, workers: int) -> None:
         )
 
 
-class RaySampler:
+class RaySampler(UsesWorkerGroup):
     """``generate`` for the learner, run by Ray workers on contiguous shards of the batch.
 
     Config fields used: ``batch_size``, ``threads``, ``workers``, ``ray_address``,
@@ -86,11 +86,6 @@ class RaySampler:
             unit="responses",
             resume_command="policygrad lm resume RUN_DIR",
         )
-
-    @property
-    def restarts(self) -> list[int]:
-        """How often each worker was recreated."""
-        return self.group.restarts
 
     def generate(
         self, prompts: torch.Tensor, max_new_tokens: int, uniforms: torch.Tensor, stop_at_eos: bool = True
@@ -114,7 +109,3 @@ class RaySampler:
             values=values,
             mask=torch.cat([p["mask"] for p in parts]),
         )
-
-    def close(self) -> None:
-        """Stop the workers, and the Ray instance if this sampler started it."""
-        self.group.close()

@@ -13,7 +13,7 @@ from policygrad.lm.generation import generate, sampling_uniforms
 from policygrad.lm.model import read_model_config
 from policygrad.lm.models import load_policy_model
 from policygrad.lm.tasks import get_task
-from policygrad.rollout import _stream_seed
+from policygrad.seeding import Stream, stream_seed
 
 
 def load_for_sampling(folder: Path) -> tuple[torch.nn.Module, Any]:
@@ -52,7 +52,7 @@ def sample_folder(folder: Path, n: int, seed: int = 0, temperature: float = 1.0)
     if temperature < 0:
         raise PolicygradError(f"--temperature must be >= 0 (got {temperature})")
     model, task = load_for_sampling(Path(folder))
-    generator = torch.Generator().manual_seed(_stream_seed(seed, 40))
+    generator = torch.Generator().manual_seed(stream_seed(seed, Stream.LM_SAMPLE))
     prompts = task.prompts(n, generator)
     uniforms = sampling_uniforms(generator, n, task.response_length)
     samples = generate(model, prompts, task.response_length, uniforms, task.stop_at_eos, temperature)

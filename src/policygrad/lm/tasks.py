@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policygrad.errors import PolicygradError, suggest
+from policygrad.errors import PolicygradError, lookup
 
 BASE_TOKENS = ["<pad>", "<bos>", "<eos>", ":"] + [str(d) for d in range(10)] + ["+", "?"]
 PAD, BOS, EOS, SEP = 0, 1, 2, 3
@@ -264,6 +264,4 @@ TASKS: dict[str, type[Task]] = {"target": TargetTask, "sum": SumTask, "sort": So
 
 def get_task(name: str, vocab_size: int = len(BASE_TOKENS)) -> Task:
     """The task called ``name`` (target, sum or sort), or a clear error."""
-    if name not in TASKS:
-        raise PolicygradError(f"unknown task '{name}'{suggest(name, TASKS)} (choose from: {', '.join(TASKS)})")
-    return TASKS[name](vocab_size)
+    return lookup(name, TASKS, "task")(vocab_size)

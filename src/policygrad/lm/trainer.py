@@ -14,7 +14,6 @@ was given as a path to a Hugging Face model), ``metrics.csv``, ``tensorboard/``,
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 import torch
 
-from policygrad.checkpoint import write_atomic
+from policygrad import runs
 from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.lm.algorithms import get_algorithm
@@ -36,25 +35,23 @@ from policygrad.lm.models import is_hf_model, load_policy_model, save_policy_mod
 from policygrad.lm.pretrain import PretrainConfig, pretrain
 from policygrad.lm.rollout import build_rollout
 from policygrad.lm.tasks import Task, get_task
-from policygrad.logging import make_progress
-from policygrad.rollout import _stream_seed
+from policygrad.run_log import make_progress
+from policygrad.runs import check_new_run_dir, non_finite_error, peak_rss_mb, write_run_config, write_summary
 from policygrad.runtime import frozen_gc
-from policygrad.trainer import peak_rss_mb
+from policygrad.seeding import Stream, stream_seed
 
-CONFIG_FILE = "config.json"
-SUMMARY_FILE = "summary.json"
 REFERENCE_DIR = "reference"
 POLICY_DIR = "policy"
 
 
 def default_run_dir(algo: str, task: str, seed: int) -> Path:
     """``runs/lm-<algo>-<task>-seed<seed>``, with a numeric suffix if that exists."""
-    base = Path("runs") / f"lm-{algo}-{task}-seed{seed}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
+    return runs.default_run_dir(algo, task, seed, prefix="lm-")
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of an lm run folder, or a one-line error (see :func:`policygrad.runs.read_run_config`)."""
+    return runs.read_run_config(run_dir, "lm")
 
 
 class LMTrainer:
@@ -89,11 +86,7 @@ class LMTrainer:
         reference brings its own.
         """
         run_dir = Path(run_dir)
-        if (run_dir / "checkpoints").exists() or (run_dir / "metrics.csv").exists():
-            raise PolicygradError(
-                f"{run_dir} already holds a run; continue it with 'policygrad lm resume {run_dir}' "
-                "or choose another --out"
-            )
+        check_new_run_dir(run_dir, "lm")
         module = get_algorithm(algo)
         if reference is not None and not is_hf_model(reference):
             own = read_model_config(reference).get("model", {}).get("vocab_size")
@@ -129,12 +122,8 @@ class LMTrainer:
             ref_path = ref_dir
         self.reference, _ = load_policy_model(ref_path, task)
         self.policy = self._policy_from_reference(module.USES_VALUE_HEAD)
-        write_atomic(
-            run_dir / CONFIG_FILE,
-            json.dumps(
-                {"algo": algo, "reference": str(ref_path), "vocab_size": vocab_size, "config": cfg.to_dict()}, indent=2
-            ).encode(),
-        )
+        saved = {"algo": algo, "reference": str(ref_path), "vocab_size": vocab_size, "config": cfg.to_dict()}
+        write_run_config(run_dir, saved)
         torch.manual_seed(cfg.seed)
         self.optimizer = self._make_optimizer()
         self.log = LMMetricsLog(run_dir)
@@ -144,14 +133,8 @@ class LMTrainer:
     def resume(cls, run_dir: Path, updates: int | None = None, quiet: bool = False) -> LMTrainer:
         """Continue a run from its newest checkpoint (``updates`` extends its budget)."""
         run_dir = Path(run_dir)
-        saved = read_run_config(run_dir)
+        saved, cfg = runs.read_resume_config(run_dir, "lm", get_algorithm, "updates", updates)
         module = get_algorithm(saved["algo"])
-        values = dict(saved["config"])
-        if updates is not None:
-            values["updates"] = updates
-        cfg = build_config(module.Config, values)
-        if updates is not None:
-            write_atomic(run_dir / CONFIG_FILE, json.dumps(dict(saved, config=cfg.to_dict()), indent=2).encode())
         checkpoint = load_latest_lm(run_dir)
         torch.set_num_threads(cfg.threads)
         self = cls(saved["algo"], cfg, run_dir, get_task(cfg.task, saved["vocab_size"]), quiet)
@@ -216,10 +199,7 @@ class LMTrainer:
                         last_saved = self.update
         except NonFiniteLossError as err:
             self.close()
-            raise PolicygradError(
-                f"update {self.update + 1}: {err}; training stopped and the last good checkpoint (update "
-                f"{last_saved}) is kept — lower learning_rate, then resume"
-            ) from None
+            raise non_finite_error(err, self.update + 1, last_saved, "lower learning_rate") from None
         except BaseException:  # a worker fault, an interrupt: the workers (and a private Ray) stop too
             self._stop_ray_sampler()
             raise
@@ -236,7 +216,7 @@ class LMTrainer:
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 20, self.update))
+        generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_ROLLOUT, self.update))
         prompts = task.prompts(cfg.prompts_per_update, generator).repeat_interleave(cfg.samples_per_prompt, dim=0)
         group_ids = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
         uniforms = sampling_uniforms(generator, prompts.shape[0], task.response_length)
@@ -308,7 +288,7 @@ class LMTrainer:
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """Reward, success and KL to the reference on ``eval_prompts`` fresh prompts (sampled, T = 1)."""
         cfg, task = self.cfg, self.task
-        generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 30))
+        generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_EVALUATION))
         prompts = task.prompts(cfg.eval_prompts, generator)
         uniforms = sampling_uniforms(generator, cfg.eval_prompts, task.response_length)
         samples = generate(model, prompts, task.response_length, uniforms, task.stop_at_eos)
@@ -357,7 +337,7 @@ class LMTrainer:
             "eval_prompts": cfg.eval_prompts,
             "peak_rss_mb": peak_rss_mb(),
         }
-        write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        write_summary(self.run_dir, summary)
         if not self.quiet:
             print(
                 f"lm {self.algo_name} on {cfg.task}: {self.update} updates in {counters['train_seconds']:.1f} s "
@@ -377,20 +357,6 @@ class LMTrainer:
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    """The ``config.json`` of an lm run folder, or a clear error."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise PolicygradError(f"run folder {run_dir} does not exist (train first: policygrad lm train ALGO TASK)")
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise PolicygradError(f"{run_dir} is not a policygrad lm run folder (no {CONFIG_FILE})")
-    saved = json.loads(path.read_text())
-    if "algo" not in saved or "reference" not in saved:
-        raise PolicygradError(f"{run_dir} is not a policygrad lm run folder (its {CONFIG_FILE} has no algo)")
-    return saved
 
 
 def train(

@@ -20,17 +20,7 @@ ui.intro(
     "of G₀: centred on the exact V(s₀), but spread wide — that spread is the variance of REINFORCE.",
 )
 
-buttons = st.columns([1, 1, 1, 3])
-one = buttons[0].button("Sample trajectory", key="sampler_one", type="primary", width="stretch")
-hundred = buttons[1].button("Sample 100", key="sampler_100", width="stretch")
-reset = buttons[2].button("Reset", key="sampler_reset", icon=":material/restart_alt:", width="stretch")
-
-if reset:
-    lab.reset()
-if one:
-    ui.attempt(lab.sample, 1)
-if hundred:
-    ui.attempt(lab.sample, 100)
+ui.sample_controls(lab, "sampler", "Sample trajectory", ("Sample 100", "100", 100))
 
 stats = lab.statistics()
 left, right = st.columns([2, 3], gap="large")

@@ -18,16 +18,7 @@ ui.intro(
     "the running average of the points with the exact gradient that policygrad computes by linear algebra.",
 )
 
-buttons = st.columns([1, 1, 1, 3])
-one = buttons[0].button("Sample 1", key="scatter_one", type="primary", width="stretch")
-ten = buttons[1].button("Sample 10", key="scatter_ten", width="stretch")
-reset = buttons[2].button("Reset", key="scatter_reset", icon=":material/restart_alt:", width="stretch")
-if reset:
-    lab.reset()
-if one:
-    ui.attempt(lab.sample, 1)
-if ten:
-    ui.attempt(lab.sample, 10)
+ui.sample_controls(lab, "scatter", "Sample 1", ("Sample 10", "ten", 10))
 
 
 def vector(v: np.ndarray | None) -> str:

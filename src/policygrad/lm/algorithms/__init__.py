@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from policygrad.errors import PolicygradError, suggest
+from policygrad.errors import lookup
 from policygrad.lm.algorithms import grpo, ppo, reinforce, rloo
 
 ALGORITHMS: dict[str, ModuleType] = {"reinforce": reinforce, "rloo": rloo, "grpo": grpo, "ppo": ppo}
+
+
+def get_algorithm(name: str) -> ModuleType:
+    """The token algorithm module called ``name``, or a clear error."""
+    return lookup(name, ALGORITHMS, "algorithm")
+
 
 #: What each step adds to the previous one.
 ADDS: dict[str, str] = {
@@ -20,12 +26,3 @@ ADDS: dict[str, str] = {
     "grpo": "+ group-normalised advantages, clipped ratio, KL (k3) in the loss",
     "ppo": "+ value head as critic, per-token GAE, several epochs of minibatches",
 }
-
-
-def get_algorithm(name: str) -> ModuleType:
-    """The token algorithm module called ``name``, or a clear error."""
-    if name not in ALGORITHMS:
-        raise PolicygradError(
-            f"unknown algorithm '{name}'{suggest(name, ALGORITHMS)} (choose from: {', '.join(ALGORITHMS)})"
-        )
-    return ALGORITHMS[name]

@@ -17,7 +17,7 @@ from policygrad.lm.generation import score
 from policygrad.lm.losses import kl_loss, token_policy_loss
 from policygrad.lm.rollout import TokenRollout
 from policygrad.losses import entropy_bonus, explained_variance, masked_mean, value_loss
-from policygrad.rollout import _stream_seed
+from policygrad.seeding import Stream, stream_seed
 
 
 def returns_to_go(rollout: TokenRollout, gamma: float = 1.0) -> torch.Tensor:
@@ -128,7 +128,7 @@ def optimise(
     Minibatches split whole responses; their order is keyed by (seed, update).
     """
     n = rollout.num_envs
-    generator = torch.Generator().manual_seed(_stream_seed(cfg.seed, 21, update_index))
+    generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_MINIBATCH_ORDER, update_index))
     sums: dict[str, float] = {}
     steps = 0
     for _ in range(epochs):

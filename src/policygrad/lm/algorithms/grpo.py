@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policygrad.config import _checked, _positive
+from policygrad.config import positive, setting
 from policygrad.lm.algorithms.common import group_statistics, optimise, returns_to_go
 from policygrad.lm.algorithms.rloo import RLOOConfig
 from policygrad.lm.rollout import TokenRollout
@@ -37,12 +37,12 @@ USES_VALUE_HEAD = False
 class GRPOConfig(RLOOConfig):
     """GRPO: group-normalised advantages, clipped ratio, KL (k3) in the loss."""
 
-    kl_in: str = _checked("loss", lambda v: v in ("reward", "loss"), "reward or loss", "where the KL penalty goes")
-    clip_coef: float = _checked(0.2, _positive, "> 0", "ε of the clipped ratio")
-    update_epochs: int = _checked(1, _positive, "> 0", "passes over each batch")
-    minibatches: int = _checked(1, _positive, "> 0", "gradient steps per pass")
-    scale_by_std: bool = _checked(True, help="divide advantages by the group's reward std")
-    std_eps: float = _checked(1e-4, _positive, "> 0", "ε added to the group std")
+    kl_in: str = setting("loss", lambda v: v in ("reward", "loss"), "reward or loss", "where the KL penalty goes")
+    clip_coef: float = setting(0.2, positive, "> 0", "ε of the clipped ratio")
+    update_epochs: int = setting(1, positive, "> 0", "passes over each batch")
+    minibatches: int = setting(1, positive, "> 0", "gradient steps per pass")
+    scale_by_std: bool = setting(True, help="divide advantages by the group's reward std")
+    std_eps: float = setting(1e-4, positive, "> 0", "ε added to the group std")
 
 
 def group_normalised(returns: torch.Tensor, group_ids: torch.Tensor, scale_by_std: bool, eps: float) -> torch.Tensor:

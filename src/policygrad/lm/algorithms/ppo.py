@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from policygrad.advantages import gae
-from policygrad.config import _checked, _non_negative, _positive, _unit_closed, _unit_open_closed
+from policygrad.config import non_negative, positive, setting, unit_closed, unit_open_closed
 from policygrad.lm.algorithms.common import optimise
 from policygrad.lm.algorithms.grpo import GRPOConfig
 from policygrad.lm.rollout import TokenRollout
@@ -33,16 +33,16 @@ USES_VALUE_HEAD = True
 class PPOConfig(GRPOConfig):
     """PPO: value head, per-token GAE(γ, λ), clipped ratio, several epochs, KL in the reward."""
 
-    prompts_per_update: int = _checked(64, _positive, "> 0", "distinct prompts sampled per update")
-    samples_per_prompt: int = _checked(1, _positive, "> 0", "responses per prompt")
-    kl_in: str = _checked("reward", lambda v: v in ("reward", "loss"), "reward or loss", "where the KL penalty goes")
-    update_epochs: int = _checked(2, _positive, "> 0", "passes over each batch")
-    minibatches: int = _checked(2, _positive, "> 0", "gradient steps per pass")
-    gamma: float = _checked(1.0, _unit_open_closed, "(0, 1]", "discount over tokens")
-    gae_lambda: float = _checked(1.0, _unit_closed, "[0, 1]", "GAE λ over tokens")
-    vf_coef: float = _checked(0.5, _non_negative, ">= 0", "value-loss coefficient")
-    value_clip: float | None = _checked(None, help="clip value updates to ± this around the sampled values")
-    normalize_advantages: bool = _checked(True, help="standardise advantages over the batch")
+    prompts_per_update: int = setting(64, positive, "> 0", "distinct prompts sampled per update")
+    samples_per_prompt: int = setting(1, positive, "> 0", "responses per prompt")
+    kl_in: str = setting("reward", lambda v: v in ("reward", "loss"), "reward or loss", "where the KL penalty goes")
+    update_epochs: int = setting(2, positive, "> 0", "passes over each batch")
+    minibatches: int = setting(2, positive, "> 0", "gradient steps per pass")
+    gamma: float = setting(1.0, unit_open_closed, "(0, 1]", "discount over tokens")
+    gae_lambda: float = setting(1.0, unit_closed, "[0, 1]", "GAE λ over tokens")
+    vf_coef: float = setting(0.5, non_negative, ">= 0", "value-loss coefficient")
+    value_clip: float | None = setting(None, help="clip value updates to ± this around the sampled values")
+    normalize_advantages: bool = setting(True, help="standardise advantages over the batch")
 
 
 def advantages_and_returns(rollout: TokenRollout, cfg: PPOConfig) -> tuple[torch.Tensor, torch.Tensor]:

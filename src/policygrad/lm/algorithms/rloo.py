@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from policygrad.config import _checked
+from policygrad.config import setting
 from policygrad.lm.algorithms.common import group_statistics, optimise, returns_to_go
 from policygrad.lm.algorithms.reinforce import ReinforceConfig
 from policygrad.lm.rollout import TokenRollout
@@ -28,8 +28,8 @@ USES_VALUE_HEAD = False
 class RLOOConfig(ReinforceConfig):
     """RLOO: K ≥ 2 responses per prompt, leave-one-out baseline."""
 
-    prompts_per_update: int = _checked(32, lambda v: v > 0, "> 0", "distinct prompts sampled per update")
-    samples_per_prompt: int = _checked(4, lambda v: v >= 2, ">= 2", "responses per prompt (K)")
+    prompts_per_update: int = setting(32, lambda v: v > 0, "> 0", "distinct prompts sampled per update")
+    samples_per_prompt: int = setting(4, lambda v: v >= 2, ">= 2", "responses per prompt (K)")
 
 
 def leave_one_out_baseline(returns: torch.Tensor, group_ids: torch.Tensor) -> torch.Tensor:

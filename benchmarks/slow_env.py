@@ -1,13 +1,17 @@
-"""A slow environment for benchmarks: any env whose every step burns a fixed amount of CPU.
+"""A slow environment for the benchmarks: any env whose every step burns a fixed amount of CPU.
 
 Cheap environments like CartPole (a few microseconds per step) gain nothing from Ray: the
 weight broadcast and the gather cost more than the stepping. Real simulators often take a
 millisecond or more per step; :class:`SlowEnv` makes CartPole behave like one, with the
-same dynamics and randomness, so the benefit of more workers can be measured honestly::
+same dynamics and randomness, so the benefit of more workers can be measured honestly
+(run from this folder, or with it on ``sys.path``)::
 
-    from policygrad.distributed.slow_env import register_slow_cartpole
+    from slow_env import register_slow_cartpole
     env_id = register_slow_cartpole(step_cpu_seconds=0.001)   # "policygrad/SlowCartPole-v1"
     policygrad.train("ppo", env_id, backend="ray", workers=2)
+
+It is not part of the package: Ray workers cannot import this module, so registering the
+env also asks Ray (when installed) to send this module's code to them by value.
 
 The time is burnt as CPU work of the calling thread (busy-waiting on ``time.thread_time``),
 not as a sleep: a sleeping env would overlap on a single core and overstate the speedup.
@@ -15,6 +19,7 @@ not as a sleep: a sleeping env would overlap on a single core and overstate the 
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -51,9 +56,15 @@ def make_slow_cartpole(step_cpu_seconds: float = 0.001, **kwargs: Any) -> gym.En
 
 def register_slow_cartpole(step_cpu_seconds: float = 0.001, env_id: str = SLOW_CARTPOLE) -> str:
     """Register (or re-register) the slow CartPole under ``env_id``, with CartPole-v1's 500-step limit."""
+    try:
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this module
+    except ImportError:
+        pass
     gym.register(
         env_id,
-        entry_point="policygrad.distributed.slow_env:make_slow_cartpole",
+        entry_point=make_slow_cartpole,
         kwargs={"step_cpu_seconds": step_cpu_seconds},
         max_episode_steps=500,
     )

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn,
 from rich.text import Text
 
 from policygrad.checkpoint import write_atomic
+from policygrad.runs import METRICS_FILE
 
 COLUMNS = [
     "update",
@@ -60,7 +61,7 @@ class MetricsLog:
     counters: tuple[str, ...] = ("update", "env_step")
 
     def __init__(self, run_dir: Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
-        self.path = run_dir / "metrics.csv"
+        self.path = run_dir / METRICS_FILE
         new = not self.path.exists()
         self.handle = open(self.path, "a", newline="")
         self.writer = csv.writer(self.handle)
@@ -79,7 +80,7 @@ class MetricsLog:
     @classmethod
     def truncate(cls, run_dir: Path, last_update: int) -> list[dict[str, str]]:
         """Keep only rows with ``update <= last_update`` (atomically); returns them."""
-        path = run_dir / "metrics.csv"
+        path = run_dir / METRICS_FILE
         if not path.exists():
             return []
         with open(path, newline="") as handle:
@@ -132,7 +133,7 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, str]]:
-    path = run_dir / "metrics.csv"
+    path = run_dir / METRICS_FILE
     if not path.exists():
         return []
     with open(path, newline="") as handle:

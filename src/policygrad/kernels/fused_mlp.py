@@ -1,0 +1,239 @@
+"""The ``fused-mlp`` learner and rollout sampler: the learner's step on the fused layout.
+
+:class:`FusedMLPLearner` takes exactly the step of :class:`policygrad.learners.AutogradLearner`
+— the score-function or clipped-surrogate loss, the value loss, the entropy bonus,
+per-network clipping, Adam — with the gradient written out (:mod:`.fused_agent`) instead of
+recorded by autograd. It knows no algorithm: the minibatch, its advantages and the loss
+terms come from the algorithm's own loop. ``tests/test_learners.py`` holds it equal to the
+autograd learner, update by update, for every algorithm of the chain.
+
+The parameters are views of the layout's flat buffer (so the agent module, its
+``state_dict``, checkpoints and the autograd learner see nothing unusual and can alternate
+with this one). The layout is cached on the agent object and re-adopted when the
+parameters are replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from policygrad.errors import NonFiniteLossError, PolicygradError
+from policygrad.kernels.fused_agent import FusedAgent, agent_parameters, agent_refusal
+from policygrad.learners import Batch, LossTerms, StepMetrics
+from policygrad.optim import Adam
+
+
+# ----- the layout, cached per agent -------------------------------------------------------------
+@dataclass
+class _Cache:
+    """Per-agent state of the fused layout (never copied or pickled with the agent)."""
+
+    params: list[nn.Parameter] | None = None
+    fused: FusedAgent | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> None:
+        return None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(None), ())
+
+
+def fused_form(agent: Any) -> tuple[FusedAgent, list[nn.Parameter]] | None:
+    """The agent's layout and its parameters (views of the layout's buffer), or None where it cannot hold it.
+
+    Re-adopts the parameters when they were replaced (``.to()``, a new module, ``load_state_dict(assign=True)``).
+    """
+    cache = agent.__dict__.get("_fused_cache")
+    if cache is None:
+        cache = agent.__dict__["_fused_cache"] = _Cache()
+    if cache.fused is not None and cache.params is not None and cache.fused.owns(cache.params):
+        return cache.fused, cache.params
+    params = agent_parameters(agent)
+    if params is None:
+        return None
+    with torch.inference_mode(False):  # the buffers are the parameters: never inference tensors
+        if cache.fused is None:
+            cache.fused = FusedAgent(agent)
+        cache.fused.adopt(params)
+    cache.params = params
+    return cache.fused, params
+
+
+def invalidate(agent: Any) -> None:
+    """Re-read the parameters on next use: after writes through ``.data``, which bypass version counters."""
+    cache = agent.__dict__.get("_fused_cache")
+    if cache is not None and cache.fused is not None:
+        cache.fused.versions = ()
+
+
+class FusedSampler:
+    """The rollout's policy forward on the layout: actor and critic as one ``addmm`` per layer and vector step."""
+
+    name = "fused-mlp"
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def ready(self) -> FusedAgent | None:
+        """The layout with the rollout weights refreshed, to :meth:`~FusedAgent.draw` from; None if it cannot serve."""
+        form = fused_form(self.agent)
+        if form is None:
+            return None
+        fused, params = form
+        fused.refresh(params)
+        return fused
+
+
+# ----- which optimisers and settings it serves ------------------------------------------------
+def optimizer_refusal(optimizer: Any, params: list[nn.Parameter]) -> str | None:
+    """Why the fused Adam step cannot stand in for ``optimizer``, or None.
+
+    It serves a plain Adam — :class:`policygrad.optim.Adam` or ``torch.optim.Adam`` — with one
+    parameter group holding exactly the agent's parameters, no weight decay, AMSGrad or
+    maximise, and equal step counts.
+    """
+    if type(optimizer) not in (torch.optim.Adam, Adam):
+        return f"optimizer {type(optimizer).__name__} (it serves Adam)"
+    if len(optimizer.param_groups) != 1:
+        return "more than one parameter group"
+    group = optimizer.param_groups[0]
+    flags = ("amsgrad", "maximize", "capturable", "differentiable", "fused", "decoupled_weight_decay")
+    if group["weight_decay"] != 0 or any(group.get(flag) for flag in flags) or isinstance(group["lr"], torch.Tensor):
+        return "an Adam variant (weight decay, AMSGrad, maximise, tensor lr …)"
+    if len(group["params"]) != len(params) or {id(p) for p in group["params"]} != {id(p) for p in params}:
+        return "the optimizer does not hold exactly the agent's parameters"
+    states = [optimizer.state.get(p) for p in params]
+    if any(states) and (not all(states) or len({float(s["step"]) for s in states}) > 1):
+        return "parameters at different Adam step counts"
+    return None
+
+
+def settings_refusal(cfg: Any) -> str | None:
+    """A setting of the run this learner does not compute, or None."""
+    if getattr(cfg, "clip_value_loss", False):
+        return "clip_value_loss"
+    return None
+
+
+# ----- the learner -------------------------------------------------------------------------------
+class FusedMLPLearner:
+    """The learner's step with a written-out gradient on the fused layout (any algorithm's minibatch)."""
+
+    name = "fused-mlp"
+
+    def __init__(self, agent: Any, optimizer: Any) -> None:
+        self.agent, self.optimizer = agent, optimizer
+
+    @classmethod
+    def refusal(cls, agent: Any, optimizer: Any, cfg: Any) -> str | None:
+        """Why this learner cannot serve the run, or None when it can."""
+        reason = agent_refusal(agent) or settings_refusal(cfg)
+        if reason is None:
+            form = fused_form(agent)
+            reason = "the agent does not fit the layout" if form is None else optimizer_refusal(optimizer, form[1])
+        return reason
+
+    def begin(self) -> FusedAgent:
+        """The layout, holding the agent's parameters and the optimiser's state, ready for one step."""
+        form = fused_form(self.agent)
+        if form is None:
+            raise PolicygradError(
+                f"the {self.name} learner can no longer serve this agent: {agent_refusal(self.agent)}"
+            )
+        fused, params = form
+        fused.begin(params, self.optimizer)
+        return fused
+
+    def step(self, batch: Batch, terms: LossTerms) -> StepMetrics:
+        """One step on ``batch``: the same loss, gradient and Adam step as the autograd learner."""
+        if terms.value_clip is not None:
+            raise PolicygradError(f"the {self.name} learner does not compute the clipped value loss")
+        fused = self.begin()
+        obs, actions, advantages, mask = batch.observations, batch.actions, batch.advantages, batch.mask
+        weight = torch.where(mask, 1.0, 0.0).div_(max(float(torch.count_nonzero(mask)), 1.0))  # masked means
+        out, inputs = fused.forward(obs)
+        log_probs, saved = fused.log_probs(out[0], actions)
+        log_ratio = log_probs - batch.old_log_probs
+        rows = policy_rows(log_probs, log_ratio, advantages, terms)
+        # dL/dlog π per sample: −w·A for the score function; for the clipped surrogate, −w·A·ρ where
+        # the unclipped term is the smaller one (elsewhere the min does not depend on θ).
+        grad_log_probs = -(weight * advantages)
+        if terms.clip_coef is not None:
+            grad_log_probs.mul_(rows["ratio"]).mul_(rows["unclipped_smaller"])
+        grad_out = torch.zeros_like(out)
+        one_hot = one_hot_columns(actions, fused.action_dim) if fused.discrete else None
+        entropy_weight = weight * terms.ent_coef if terms.ent_coef else None
+        fused.head_backward(saved, one_hot, grad_log_probs, entropy_weight, grad_out[0])
+        metric_rows = [rows["surrogate"], fused.entropy(saved).expand_as(log_probs)]
+        metric_rows += [rows["k3"], rows["clipped"]] if terms.clip_coef is not None else [rows["k3"]]
+        if fused.groups == 2:  # ½ vf_coef·Σ w(V − R)²: dL/dV = vf_coef · w · (V − R)
+            error = out[1, 0] - batch.returns
+            torch.mul(error, weight * terms.vf_coef, out=grad_out[1, 0])
+            metric_rows.append(error.square())
+        fused.backward(grad_out, inputs)
+        norms = fused.gradient_norms()
+        values = torch.cat([torch.mv(torch.stack(metric_rows), weight), norms]).tolist()
+        raise_if_not_finite(values)
+        fused.clip_and_step(norms, terms.max_grad_norm)
+        approx_kl = values[2]
+        if terms.kl_after_step:
+            new_log_probs, _ = fused.log_probs(fused.actor_forward(obs), actions)
+            log_ratio = new_log_probs - batch.old_log_probs
+            approx_kl = torch.dot(torch.expm1(log_ratio) - log_ratio, weight).item()
+        return step_metrics(values, approx_kl, terms, fused.groups)
+
+
+def policy_rows(
+    log_probs: torch.Tensor, log_ratio: torch.Tensor, advantages: torch.Tensor, terms: LossTerms
+) -> dict[str, torch.Tensor]:
+    """Per-sample pieces of the policy term: the objective (its negative mean is ``policy_loss``), the k3 KL, and
+    for the clipped surrogate ρ, whether the unclipped term is the smaller one, and whether ρ is clipped."""
+    k3 = torch.expm1(log_ratio) - log_ratio  # E[(ρ − 1) − log ρ] (Schulman 2020)
+    if terms.clip_coef is None:
+        return {"surrogate": log_probs * advantages, "k3": k3}
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped_term = ratio.clamp(1.0 - terms.clip_coef, 1.0 + terms.clip_coef) * advantages
+    return {
+        "surrogate": torch.minimum(unclipped, clipped_term),
+        "k3": k3,
+        "ratio": ratio,
+        "unclipped_smaller": unclipped <= clipped_term,
+        "clipped": ((ratio - 1.0).abs() > terms.clip_coef).to(ratio.dtype),
+    }
+
+
+def step_metrics(values: list[float], approx_kl: float, terms: LossTerms, groups: int) -> StepMetrics:
+    """The named metrics from the reduced values: the rows' masked means, then the per-network gradient norms.
+
+    Rows: the objective, the entropy, the k3 KL, [the clipped indicator], [(V − R)² with a critic].
+    """
+    rows = 3 + (terms.clip_coef is not None) + (groups == 2)
+    return StepMetrics(
+        policy_loss=-values[0],
+        entropy=values[1],
+        approx_kl=approx_kl,
+        grad_norm=math.sqrt(sum(v * v for v in values[rows:])),
+        value_loss=0.5 * values[rows - 1] if groups == 2 else None,
+        clip_fraction=values[3] if terms.clip_coef is not None else None,
+    )
+
+
+def raise_if_not_finite(values: list[float]) -> None:
+    """A NaN or inf loss or gradient norm stops the step before the weights change."""
+    bad = next((v for v in values if not math.isfinite(v)), None)
+    if bad is not None:
+        raise NonFiniteLossError(f"the loss or its gradient norm became {bad} (the weights were left unchanged)")
+
+
+def one_hot_columns(actions: torch.Tensor, n: int) -> torch.Tensor:
+    """Feature-major one-hot: (n, B) for actions (B,)."""
+    return torch.zeros(n, actions.shape[-1]).scatter_(0, actions.unsqueeze(0), 1.0)
+
+
+__all__ = ["FusedMLPLearner", "FusedSampler", "fused_form", "invalidate"]
