@@ -39,6 +39,27 @@ def evaluate(run_dir: str, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
     return evaluate_run(run_dir, episodes, seed)
 
 
+def sweep(algo: str | None = None, env_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Train over seeds and a grid of settings in parallel; see :func:`policygrad.sweeps.sweep`."""
+    from policygrad.sweeps import sweep as _sweep
+
+    return _sweep(algo, env_id, **kwargs)
+
+
+def report(sweep_dirs: Any, **kwargs: Any) -> dict[str, Any]:
+    """IQM, mean and median with bootstrap CIs of sweep folders; see :func:`policygrad.reports.report`."""
+    from policygrad.reports import report as _report
+
+    return _report(sweep_dirs, **kwargs)
+
+
+def tune(algo: str, env_id: str, **kwargs: Any) -> dict[str, Any]:
+    """Search hyperparameters with Optuna and write the best as a preset; see :func:`policygrad.tuner.tune`."""
+    from policygrad.tuner import tune as _tune
+
+    return _tune(algo, env_id, **kwargs)
+
+
 def algorithms() -> list[str]:
     """Names of the algorithms of the chain, in order."""
     from policygrad.algorithms import ALGORITHMS
@@ -46,4 +67,4 @@ def algorithms() -> list[str]:
     return list(ALGORITHMS)
 
 
-__all__ = ["train", "load", "evaluate", "algorithms", "__version__"]
+__all__ = ["train", "load", "evaluate", "sweep", "report", "tune", "algorithms", "__version__"]

@@ -23,7 +23,7 @@ RAY_FLAGS = ("backend", "workers", "ray_address", "worker_cpus", "rollout_timeou
 Command = Callable[[argparse.Namespace], int]
 
 #: Commands added by later parts of the package: name → module with ``register(subparsers)``.
-EXTENSIONS = ("policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
+EXTENSIONS = ("policygrad.study_cli", "policygrad.experiments.cli", "policygrad.lm.cli", "policygrad.lab.cli")
 
 
 def add_command(
@@ -88,7 +88,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from policygrad.config import parse_overrides
+    from policygrad.config import parse_overrides, read_preset_file
     from policygrad.trainer import Trainer, default_run_dir, resolve_config
 
     overrides: dict[str, Any] = parse_overrides(args.set or [])
@@ -101,11 +101,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
-    cfg, preset_used = resolve_config(args.algo, args.env_id, overrides)
+    from_file = read_preset_file(args.preset) if args.preset else None
+    cfg, preset_used = resolve_config(args.algo, args.env_id, overrides, from_file)
     run_dir = Path(args.out) if args.out else default_run_dir(args.algo, args.env_id, cfg.seed)
     trainer = Trainer.new(args.algo, cfg, run_dir, preset_used, quiet=args.quiet)
     if not args.quiet:
         source = f"preset policygrad/presets/{args.algo}/{args.env_id}.toml" if preset_used else "defaults (no preset)"
+        source = f"preset {args.preset}" if args.preset else source
         print(f"training {args.algo} on {args.env_id} with {source}; run folder {run_dir}", file=sys.stderr)
     trainer.run()
     return 0
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--num-envs", type=int)
     train.add_argument("--target-return", type=float, help="stop once a deterministic evaluation reaches this")
+    train.add_argument("--preset", metavar="FILE", help="hyperparameters from this TOML file (e.g. tune's best.toml)")
     add_backend_arguments(train)
 
     ev = add_command(sub, "eval", _cmd_eval, "evaluate a run's policy deterministically")

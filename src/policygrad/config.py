@@ -233,6 +233,18 @@ def load_preset(algo: str, env_id: str) -> dict[str, Any] | None:
     return tomllib.loads(path.read_text())
 
 
+def read_preset_file(path: str) -> dict[str, Any]:
+    """A preset file's values (TOML, e.g. the ``best.toml`` of ``policygrad tune``), or a one-line error."""
+    try:
+        with open(path, "rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise PolicygradError(f"preset file {path} does not exist") from None
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise PolicygradError(f"preset file {path} is not valid TOML ({err})") from None
+    return values
+
+
 def list_presets() -> dict[str, list[str]]:
     """Algorithm name → environment ids with a shipped preset."""
     root = resources.files("policygrad") / "presets"

@@ -42,15 +42,20 @@ from policygrad.runtime import frozen_gc
 UpdateCallback = Callable[[dict[str, Any]], bool | None]
 
 
-def resolve_config(algo: str, env_id: str, overrides: dict[str, Any]) -> tuple[Any, bool]:
+def resolve_config(
+    algo: str, env_id: str, overrides: dict[str, Any], from_file: dict[str, Any] | None = None
+) -> tuple[Any, bool]:
     """The algorithm's config: defaults ← preset for (algo, env_id) if one exists ← overrides.
+
+    ``from_file``: the values of a preset file (``policygrad train --preset FILE``), used instead
+    of the shipped preset.
 
     Returns ``(config, preset_used)``.
     """
     module = get_algorithm(algo)
     envs_lib.check_env_id(env_id)
     preset = load_preset(algo, env_id)
-    values: dict[str, Any] = dict(preset or {})
+    values: dict[str, Any] = dict(preset or {}) if from_file is None else dict(from_file)
     values.update(overrides)
     values["env_id"] = env_id
     return build_config(module.Config, values), preset is not None

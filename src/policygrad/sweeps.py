@@ -1,0 +1,301 @@
+"""Sweeps: one algorithm on one environment over many seeds and a grid of settings, in parallel.
+
+``policygrad sweep a2c CartPole-v1 --seeds 0-9 --set learning_rate=1e-3,3e-3 --out DIR``
+plans one run per (setting, seed), writes the plan to ``DIR/sweep.json`` and trains each run
+in its own worker process (one per core by default) into ``DIR/<setting>/seed<k>/``, an
+ordinary run folder of ``policygrad train``. A run whose ``summary.json`` exists is finished;
+one with a checkpoint resumes from it exactly (:meth:`policygrad.trainer.Trainer.resume`);
+any other starts afresh. So a sweep killed at any instant, even the parent with SIGKILL
+(its workers die with it, see :mod:`policygrad.processes`), continues with
+``policygrad sweep --resume DIR`` to the same numbers an uninterrupted sweep gives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue as queue_lib
+import re
+import shutil
+import sys
+import time
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from policygrad.checkpoint import checkpoint_dirs, write_atomic
+from policygrad.errors import PolicygradError
+from policygrad.processes import FolderLock, default_workers, die_with_parent, worker_context
+from policygrad.runs import SUMMARY_FILE
+
+PLAN_FILE = "sweep.json"
+PLAN_FORMAT = "policygrad-sweep/1"
+#: Seconds between two progress messages of one worker (evaluations are always sent).
+PROGRESS_INTERVAL = 0.25
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-9"``, ``"0,3,7"`` or ``"0-4,10"`` → the seeds, in order, without repeats."""
+    seeds: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise PolicygradError(f"--seeds expects seeds like 0-9 or 0,3,7 (got {text!r})")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if high < low:
+            raise PolicygradError(f"--seeds range {part} is empty; write it low-high, e.g. 0-9")
+        seeds += [s for s in range(low, high + 1) if s not in seeds]
+    return seeds
+
+
+def parse_grid(algo: str, pairs: Sequence[str]) -> dict[str, list[str]]:
+    """``--set key=v1,v2`` strings → ``{key: [v1, v2]}``.
+
+    Values are separated by commas; a field whose value itself holds commas
+    (``hidden_sizes``) separates its values with ``/``: ``hidden_sizes=64,64/256,256``.
+    """
+    from policygrad.algorithms import get_algorithm
+
+    hints = typing.get_type_hints(get_algorithm(algo).Config)
+    grid: dict[str, list[str]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise PolicygradError(f"--set expects key=value or key=v1,v2,… (got {pair!r})")
+        if "/" in raw or "tuple" in str(hints.get(key, "")):
+            values = raw.split("/")
+        else:
+            values = raw.split(",")
+        values = [v.strip() for v in values]
+        if any(v == "" for v in values):
+            raise PolicygradError(f"--set {pair!r} has an empty value")
+        grid[key] = values
+    return grid
+
+
+def setting_name(overrides: Mapping[str, Any]) -> str:
+    """A folder name for one setting: ``learning_rate=1e-3,gamma=0.99`` (``default`` for none)."""
+    if not overrides:
+        return "default"
+    parts = []
+    for key, value in overrides.items():
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        parts.append(f"{key}={re.sub(r'[^A-Za-z0-9._+-]', 'x', text)}")
+    return ",".join(parts)
+
+
+def plan_sweep(
+    algo: str,
+    env_id: str,
+    seeds: Iterable[int],
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    steps: int | None = None,
+) -> dict[str, Any]:
+    """The plan of a sweep (what ``sweep.json`` holds); every setting is checked before anything runs.
+
+    ``grid`` maps config fields to the values to try; the settings are their product, named
+    by the fields with more than one value (fields with one value apply to every run).
+    """
+    from policygrad.trainer import resolve_config
+
+    seeds = list(seeds)
+    if not seeds:
+        raise PolicygradError("a sweep needs at least one seed (--seeds 0-9)")
+    grid = {key: list(v) if isinstance(v, (list, tuple)) else [v] for key, v in (grid or {}).items()}
+    for key in ("seed", "total_steps"):
+        if key in grid:
+            raise PolicygradError(f"set {key} with --{'seeds' if key == 'seed' else 'steps'}, not --set")
+    if steps is not None and steps <= 0:
+        raise PolicygradError(f"--steps must be positive (got {steps})")
+    varied = [key for key, values in grid.items() if len(values) > 1]
+    settings = []
+    for combo in itertools.product(*grid.values()):
+        overrides = dict(zip(grid, combo, strict=True))
+        name = setting_name({key: overrides[key] for key in varied})
+        if any(s["name"] == name for s in settings):
+            raise PolicygradError(f"two settings of the grid are both named {name!r}; give each value once")
+        values = dict(overrides, seed=seeds[0], **({"total_steps": steps} if steps else {}))
+        resolve_config(algo, env_id, values)  # a bad field or value fails here, in one line
+        settings.append({"name": name, "overrides": overrides})
+    runs = [{"setting": s["name"], "seed": seed, "dir": f"{s['name']}/seed{seed}"} for s in settings for seed in seeds]
+    return {
+        "format": PLAN_FORMAT,
+        "algo": algo,
+        "env_id": env_id,
+        "seeds": seeds,
+        "steps": steps,
+        "grid": grid,
+        "settings": settings,
+        "runs": runs,
+    }
+
+
+def read_plan(sweep_dir: Path) -> dict[str, Any]:
+    """``DIR/sweep.json``, or a one-line error saying what ``DIR`` is instead."""
+    path = Path(sweep_dir) / PLAN_FILE
+    if not path.is_file():
+        raise PolicygradError(f"{sweep_dir} is not a sweep folder (no {PLAN_FILE}; start one with policygrad sweep)")
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise PolicygradError(f"{path} is corrupt ({err})") from None
+    if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+        raise PolicygradError(f"{path} is not a policygrad sweep plan")
+    return plan
+
+
+def run_status(run_dir: Path) -> str:
+    """``finished`` (summary written), ``interrupted`` (a checkpoint to resume) or ``pending``."""
+    if (run_dir / SUMMARY_FILE).is_file():
+        return "finished"
+    if run_dir.is_dir() and checkpoint_dirs(run_dir):
+        return "interrupted"
+    return "pending"
+
+
+def train_run(algo: str, env_id: str, overrides: Mapping[str, Any], run_dir: Path, on_update: Any = None) -> None:
+    """Bring one run folder to its end: nothing if finished, resume if interrupted, else a new run."""
+    from policygrad.trainer import Trainer, resolve_config
+
+    status = run_status(run_dir)
+    if status == "finished":
+        return
+    if status == "interrupted":
+        trainer = Trainer.resume(run_dir, quiet=True)
+    else:
+        if run_dir.exists():  # started but killed before its first checkpoint: nothing to keep
+            shutil.rmtree(run_dir)
+        cfg, preset_used = resolve_config(algo, env_id, dict(overrides))
+        trainer = Trainer.new(algo, cfg, run_dir, preset_used, quiet=True)
+    trainer.run(on_update=on_update)
+
+
+def _worker(index: int, algo: str, env_id: str, overrides: dict[str, Any], run_dir: str, messages: Any) -> None:
+    """A worker process: train one run, sending ``(index, kind, payload)`` messages to the parent."""
+    die_with_parent()
+    last = 0.0
+
+    def report(row: dict[str, Any]) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if row.get("eval_return_mean") is not None or now - last >= PROGRESS_INTERVAL:
+            last = now
+            messages.put((index, "progress", (row["env_step"], row.get("eval_return_mean"))))
+
+    try:
+        train_run(algo, env_id, overrides, Path(run_dir), report)
+    except PolicygradError as err:
+        messages.put((index, "failed", str(err)))
+        sys.exit(1)
+    except Exception as err:  # noqa: BLE001 - reported as the run's one-line failure
+        messages.put((index, "failed", f"{type(err).__name__}: {err}"))
+        sys.exit(1)
+
+
+def sweep(
+    algo: str | None = None,
+    env_id: str | None = None,
+    *,
+    out: str | Path,
+    seeds: Iterable[int] | str = range(10),
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    steps: int | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    quiet: bool = True,
+) -> dict[str, Any]:
+    """Run (or, with ``resume=True``, continue) a sweep into ``out``; returns its status.
+
+    The status maps ``finished``, ``failed`` (run name → error) and ``runs`` (the plan's runs).
+    Failed runs raise a :class:`PolicygradError` after every other run has ended.
+    """
+    sweep_dir = Path(out)
+    with FolderLock(sweep_dir, "sweep folder"):
+        if resume:
+            plan = read_plan(sweep_dir)
+        else:
+            if algo is None or env_id is None:
+                raise PolicygradError("name the algorithm and environment: policygrad sweep ALGO ENV_ID --out DIR")
+            if (sweep_dir / PLAN_FILE).exists():
+                raise PolicygradError(
+                    f"{sweep_dir} already holds a sweep; continue it with 'policygrad sweep --resume {sweep_dir}'"
+                )
+            plan = plan_sweep(algo, env_id, parse_seeds(seeds) if isinstance(seeds, str) else seeds, grid, steps)
+            write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
+        return _execute(plan, sweep_dir, workers or default_workers(), quiet)
+
+
+def _execute(plan: dict[str, Any], sweep_dir: Path, workers: int, quiet: bool) -> dict[str, Any]:
+    from policygrad.sweep_view import SweepView
+
+    if workers <= 0:
+        raise PolicygradError(f"--workers must be positive (got {workers})")
+    runs = plan["runs"]
+    overrides = {s["name"]: s["overrides"] for s in plan["settings"]}
+    budget = {"total_steps": plan["steps"]} if plan.get("steps") else {}
+    ctx = worker_context()
+    messages = ctx.Queue()
+    failed: dict[str, str] = {}
+    active: dict[int, Any] = {}
+    pending = []
+    with SweepView(plan, sweep_dir, quiet) as view:
+        for index, run in enumerate(runs):
+            if run_status(sweep_dir / run["dir"]) == "finished":
+                view.finished(index)
+            else:
+                pending.append(index)
+        try:
+            while pending or active:
+                while pending and len(active) < workers:
+                    index = pending.pop(0)
+                    run = runs[index]
+                    values = dict(overrides[run["setting"]], seed=run["seed"], **budget)
+                    args = (index, plan["algo"], plan["env_id"], values, str(sweep_dir / run["dir"]), messages)
+                    active[index] = ctx.Process(target=_worker, args=args, name=f"policygrad-sweep-{index}")
+                    active[index].start()
+                    view.started(index)
+                _drain(messages, view, failed, runs)
+                for index, process in list(active.items()):
+                    if process.exitcode is None:
+                        continue
+                    process.join()
+                    del active[index]
+                    _drain(messages, view, failed, runs)
+                    if process.exitcode == 0 and run_status(sweep_dir / runs[index]["dir"]) == "finished":
+                        view.finished(index)
+                    else:
+                        failed.setdefault(runs[index]["dir"], f"worker exited with status {process.exitcode}")
+                        view.failed(index)
+        except BaseException:
+            for process in active.values():  # the runs keep their last checkpoint; --resume continues them
+                process.kill()
+                process.join()
+            raise
+    finished = sum(run_status(sweep_dir / run["dir"]) == "finished" for run in runs)
+    if failed:
+        first, error = next(iter(failed.items()))
+        raise PolicygradError(
+            f"{len(failed)} of {len(runs)} runs failed (first, {sweep_dir / first}: {error}); "
+            f"fix the cause and continue with 'policygrad sweep --resume {sweep_dir}'"
+        )
+    return {"dir": str(sweep_dir), "runs": runs, "finished": finished, "failed": failed}
+
+
+def _drain(messages: Any, view: Any, failed: dict[str, str], runs: list[dict[str, Any]]) -> None:
+    """Apply every message the workers sent so far (waiting a moment for the first)."""
+    timeout = 0.1
+    while True:
+        try:
+            index, kind, payload = messages.get(timeout=timeout)
+        except queue_lib.Empty:
+            return
+        timeout = 0.0
+        if kind == "progress":
+            view.advance(index, *payload)
+        elif kind == "failed":
+            failed[runs[index]["dir"]] = payload
+
+
+__all__ = ["PLAN_FILE", "parse_grid", "parse_seeds", "plan_sweep", "read_plan", "run_status", "sweep", "train_run"]
