@@ -68,26 +68,35 @@ def die_with_parent() -> None:
 class FolderLock:
     """An exclusive OS lock (``flock``) on ``folder/.policygrad.lock``, released even if the holder is killed.
 
-    ``what`` names the folder in the one-line error a second process gets.
+    ``what`` names the folder in the one-line error a second process gets, after waiting up
+    to ``wait`` seconds (a worker of a killed parent takes a moment to die); ``lock_file``
+    puts the lock elsewhere (beside a run folder that may be deleted and made again).
     """
 
-    def __init__(self, folder: Path, what: str) -> None:
-        self.path = Path(folder) / ".policygrad.lock"
-        self.what = what
+    def __init__(self, folder: Path, what: str, wait: float = 0.0, lock_file: Path | None = None) -> None:
+        self.folder = Path(folder)
+        self.path = Path(lock_file) if lock_file is not None else self.folder / ".policygrad.lock"
+        self.what, self.wait = what, wait
         self.handle: int | None = None
 
     def __enter__(self) -> FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(handle)
-            raise PolicygradError(
-                f"{self.what} {self.path.parent} is in use by another policygrad process (pid {holder}); "
-                "wait for it to finish or stop it first"
-            ) from None
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(handle)
+                raise PolicygradError(
+                    f"{self.what} {self.folder} is in use by another policygrad process (pid {holder}); "
+                    "wait for it to finish or stop it first"
+                ) from None
         os.ftruncate(handle, 0)
         os.pwrite(handle, str(os.getpid()).encode(), 0)
         self.handle = handle

@@ -157,6 +157,11 @@ def run_status(run_dir: Path) -> str:
 
 def train_run(algo: str, env_id: str, overrides: Mapping[str, Any], run_dir: Path, on_update: Any = None) -> None:
     """Bring one run folder to its end: nothing if finished, resume if interrupted, else a new run."""
+    with FolderLock(run_dir, "run folder", wait=10.0, lock_file=run_dir.parent / f".{run_dir.name}.lock"):
+        _train_run(algo, env_id, overrides, run_dir, on_update)
+
+
+def _train_run(algo: str, env_id: str, overrides: Mapping[str, Any], run_dir: Path, on_update: Any) -> None:
     from policygrad.trainer import Trainer, resolve_config
 
     status = run_status(run_dir)
