@@ -85,11 +85,12 @@ def test_hung_then_crashed_worker_stop_training_and_the_last_checkpoint_resumes_
         train(run, env_id=env_id, backend="ray", workers=2, rollout_timeout=1.5, checkpoint_every=2)
     assert (tmp_path / "hang").exists() and not (tmp_path / "crash").exists()
     start = time.monotonic()
+    # The faulty env is the test's own class, saved as a pickle: this folder is the test's own, so it is trusted.
     with pytest.raises(PolicygradError, match=r"rollout worker 1 \(envs 4-7\) died .*--max-worker-restarts K"):
-        Trainer.resume(run, quiet=True).run()
+        Trainer.resume(run, quiet=True, trust_run_folder=True).run()
     assert time.monotonic() - start < 60  # it fails fast: no waiting for a timeout
     assert (tmp_path / "crash").exists()
-    Trainer.resume(run, quiet=True).run()
+    Trainer.resume(run, quiet=True, trust_run_folder=True).run()
     assert_same_run(local_a2c, run)
 
 

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from policygrad.envs import load_normalizer_state, make_envs, normalizer_state, snapshot
+from policygrad.env_state import pickle_envs
+from policygrad.envs import load_normalizer_state, make_envs, normalizer_state
 from policygrad.errors import PolicygradError
 
 
@@ -20,7 +21,7 @@ def test_each_vectorization_steps_cartpole(mode, kind):
         obs, _ = envs.reset(seed=0 if mode == "native" else [0, 1, 2])
         assert obs.shape == (3, 4) and info.discrete and info.action_dim == 2
         envs.step(np.zeros(3, dtype=np.int64))
-        assert (snapshot(envs) is None) == (mode == "async")
+        assert (pickle_envs(envs) is None) == (mode == "async")
     finally:
         envs.close()
 

@@ -39,3 +39,16 @@ def test_missing_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch, caps
     assert main(["lab"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'policygrad[lab]'" in err
+
+
+@pytest.mark.parametrize("host,warned", [("0.0.0.0", True), ("192.168.1.5", True), ("127.0.0.1", False)])
+def test_a_non_local_host_is_warned_about(
+    host: str, warned: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from policygrad.lab import server
+
+    monkeypatch.setattr(server, "check_port", lambda *a: None)
+    monkeypatch.setattr(server, "serve", lambda *a: None)
+    assert main(["lab", "--host", host]) == 0
+    err = capsys.readouterr().err
+    assert ("anyone who can reach port" in err and "run training on this machine" in err) == warned

@@ -6,8 +6,11 @@ A checkpoint is a folder ``checkpoints/update_000040/`` holding
 - ``optimizer.safetensors`` — the optimiser's tensors,
 - ``state.json`` — config, env step, optimiser hyperparameters, every RNG state,
   normaliser statistics, the rollout collector's state, the agent's architecture,
-- ``envs.pkl`` — the vector environment itself, when it can be saved (classic
-  control can): with it, a resumed run is bit-identical to an uninterrupted one.
+- the environments' state (episodes in flight, their random generators, the
+  normalisers) as data in ``state.json`` (:mod:`policygrad.env_state`): with it, a
+  resumed run is bit-identical to an uninterrupted one. Only for environments
+  policygrad cannot save as data is it ``envs.pkl``, a pickle that resume unpickles
+  only with ``--trust-run-folder`` (unpickling runs code from the file).
 
 It is written into a temporary folder and renamed into place (atomic on POSIX), and
 ``checkpoints/latest`` (written the same way) names the newest complete one.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -87,38 +91,68 @@ def write_checkpoint(
     state: dict[str, Any],
     files: dict[str, bytes] | None = None,
     keep: int = 3,
+    resume: str = "policygrad resume",
 ) -> Path:
     """Write checkpoint ``update`` atomically, point ``latest`` at it, prune all but ``keep``.
+
+    A write that fails (a full disk, a folder made read-only) is a one-line error naming the
+    file, the free space, the last intact checkpoint and the ``resume`` command.
 
     Writes ``model``'s weights, ``optimizer``'s tensors, ``state`` (plus the update, the
     optimiser's scalars and torch's RNG state) and any extra ``files`` (name → bytes).
     Shared by the Gymnasium trainer and the language-model trainer.
     """
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"update_{update:07d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp_update_{update:07d}_"))
+    current = root
     try:
-        save_file({k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}, str(tmp / MODEL_FILE))
-        opt_tensors, opt_meta = _optimizer_tensors(optimizer)
-        save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
-        full_state = dict(state, update=update, optimizer=opt_meta, rng={"torch": torch.get_rng_state().tolist()})
-        (tmp / STATE_FILE).write_text(json.dumps(full_state))
-        for name, data in (files or {}).items():
-            (tmp / name).write_bytes(data)
-        for child in tmp.iterdir():
-            with open(child, "rb") as handle:
-                os.fsync(handle.fileno())
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    write_atomic(root / "latest", final.name.encode())
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp_update_{update:07d}_"))
+        try:
+            current = final / MODEL_FILE
+            weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+            save_file(weights, str(tmp / MODEL_FILE))
+            current = final / OPTIMIZER_FILE
+            opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+            save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
+            current = final / STATE_FILE
+            full_state = dict(state, update=update, optimizer=opt_meta, rng={"torch": torch.get_rng_state().tolist()})
+            (tmp / STATE_FILE).write_text(json.dumps(full_state))
+            for name, data in (files or {}).items():
+                current = final / name
+                (tmp / name).write_bytes(data)
+            current = final
+            for child in tmp.iterdir():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        current = root / "latest"
+        write_atomic(root / "latest", final.name.encode())
+    except (OSError, SafetensorError) as err:
+        raise write_error(run_dir, current, err, resume) from None
     for old in sorted(p for p in root.iterdir() if p.name.startswith("update_"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_error(run_dir: Path, path: Path, err: BaseException, resume: str = "policygrad resume") -> PolicygradError:
+    """The one-line error for a run-folder file that could not be written."""
+    try:
+        free = f"{shutil.disk_usage(run_dir).free / 2**20:,.0f} MiB free on its disk"
+    except OSError:
+        free = "free space unknown"
+    reason = getattr(err, "strerror", None) or (str(err).strip().splitlines() or [type(err).__name__])[0]
+    intact = checkpoint_dirs(run_dir)
+    last = f"the last intact checkpoint is {intact[0].name}" if intact else "no checkpoint was written yet"
+    return PolicygradError(
+        f"could not write {path} ({reason}; {free}); training stopped and {last} — free space or make the "
+        f"folder writable, then: {resume} {run_dir}"
+    )
 
 
 def save_checkpoint(
@@ -127,28 +161,31 @@ def save_checkpoint(
     agent: Agent,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
-    env_blob: bytes | None,
+    env_pickle: bytes | None = None,
     keep: int = 3,
 ) -> Path:
-    """A training run's checkpoint: :func:`write_checkpoint` plus the agent's architecture and the envs."""
-    full_state = dict(state, agent_spec=agent.spec.to_dict(), env_state_saved=env_blob is not None)
-    files = {ENVS_FILE: env_blob} if env_blob is not None else None
+    """A training run's checkpoint: :func:`write_checkpoint` plus the agent's architecture.
+
+    ``state`` holds the environments' state as data (``env_state``); ``env_pickle`` is
+    their pickle, for environments that cannot be saved as data.
+    """
+    saved = state.get("env_state") is not None or env_pickle is not None
+    full_state = dict(state, agent_spec=agent.spec.to_dict(), env_state_saved=saved)
+    files = {ENVS_FILE: env_pickle} if env_pickle is not None else None
     return write_checkpoint(run_dir, update, agent, optimizer, full_state, files, keep)
 
 
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, newest first (``latest`` first when it is valid)."""
+    """Complete checkpoints (renamed into place whole), newest first."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    found = sorted((p for p in root.iterdir() if p.name.startswith("update_") and p.is_dir()), reverse=True)
-    latest = root / "latest"
-    if latest.is_file():
-        named = root / latest.read_text().strip()
-        if named in found:
-            found.remove(named)
-            found.insert(0, named)
-    return found
+    return sorted((p for p in root.iterdir() if p.name.startswith("update_") and p.is_dir()), reverse=True)
+
+
+def update_of(path: Path) -> int:
+    """The update a checkpoint folder ``update_0000040`` holds."""
+    return int(path.name.split("_")[1])
 
 
 class StoredCheckpoint:
@@ -160,8 +197,10 @@ class StoredCheckpoint:
             self.state: dict[str, Any] = json.loads((path / STATE_FILE).read_text())
             self.model = load_file(str(path / MODEL_FILE))
             self.optimizer = load_file(str(path / OPTIMIZER_FILE))
+            if not isinstance(self.state, dict) or not isinstance(self.state.get("update"), int):
+                raise ValueError(f"{STATE_FILE} holds no update number")
         except (OSError, ValueError, SafetensorError) as err:
-            raise PolicygradError(f"checkpoint {path} is corrupt or incomplete ({type(err).__name__}: {err})") from None
+            raise PolicygradError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err})") from None
 
     def restore_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         _restore_optimizer(optimizer, self.optimizer, self.state["optimizer"])
@@ -170,30 +209,77 @@ class StoredCheckpoint:
         torch.set_rng_state(torch.tensor(self.state["rng"]["torch"], dtype=torch.uint8))
 
 
-def newest_readable(run_dir: Path, kind: type[CheckpointT], what: str) -> CheckpointT:
-    """The newest checkpoint of ``run_dir`` that loads as ``kind``; older ones if the newest is damaged.
+def newest_readable(
+    run_dir: Path,
+    kind: type[CheckpointT],
+    what: str,
+    from_checkpoint: int | None = None,
+    resume: str = "policygrad resume",
+) -> CheckpointT:
+    """The newest checkpoint of ``run_dir``, loaded as ``kind`` (or checkpoint ``from_checkpoint``).
 
-    ``what`` completes "is it a … run folder?" in the error for a folder without checkpoints.
+    Never falls back silently: a newest checkpoint that cannot be read is an error naming it
+    and why, and the older one the user may choose with ``--from-checkpoint N``. ``what``
+    completes "is it a … run folder?" for a folder without checkpoints.
     """
     candidates = checkpoint_dirs(run_dir)
     if not candidates:
         raise PolicygradError(f"{run_dir} has no checkpoints (is it a {what} run folder?)")
-    errors = []
-    for path in candidates:
+    if from_checkpoint is not None:
+        chosen = [p for p in candidates if update_of(p) == from_checkpoint]
+        if not chosen:
+            have = ", ".join(str(update_of(p)) for p in candidates)
+            raise PolicygradError(f"{run_dir} has no checkpoint of update {from_checkpoint} (it has: {have})")
+        return kind(chosen[0])
+    latest = run_dir / "checkpoints" / "latest"
+    named = latest.read_text(errors="replace").strip() if latest.is_file() else ""
+    if named.startswith("update_") and named > candidates[0].name and not (latest.parent / named).is_dir():
+        raise PolicygradError(
+            f"{latest} names {named}, which is missing; " + _older_hint(run_dir, kind, candidates, resume)
+        )
+    try:
+        return kind(candidates[0])
+    except PolicygradError as err:
+        raise PolicygradError(f"{err}; " + _older_hint(run_dir, kind, candidates[1:], resume)) from None
+
+
+def _older_hint(run_dir: Path, kind: type[CheckpointT], older: list[Path], resume: str) -> str:
+    for path in older:
         try:
-            return kind(path)
-        except PolicygradError as err:
-            errors.append(str(err))
-    raise PolicygradError(f"no readable checkpoint in {run_dir}: {errors[0]}")
+            kind(path)
+        except PolicygradError:
+            continue
+        return (
+            f"refusing to fall back past it, which would drop the updates after {update_of(path)}; to continue "
+            f"from that checkpoint anyway: {resume} {run_dir} --from-checkpoint {update_of(path)}"
+        )
+    return "and no older checkpoint is readable"
+
+
+def discard_newer(run_dir: Path, update: int) -> list[Path]:
+    """Set aside (rename to ``.discarded_update_…``) every checkpoint newer than ``update``; returns them."""
+    moved = []
+    for path in checkpoint_dirs(run_dir):
+        if update_of(path) > update:
+            target = path.with_name(f".discarded_{path.name}")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(path, target)
+            moved.append(target)
+    if moved:
+        write_atomic(run_dir / "checkpoints" / "latest", f"update_{update:07d}".encode())
+        print(f"policygrad: set aside the newer checkpoints {', '.join(p.name for p in moved)}", file=sys.stderr)
+    return moved
 
 
 class Checkpoint(StoredCheckpoint):
-    """A training run's checkpoint: also the agent's architecture and the pickled envs."""
+    """A training run's checkpoint: also the agent's architecture and the environments' state."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        env_file = path / ENVS_FILE
-        self.env_blob = env_file.read_bytes() if env_file.is_file() else None
+    @property
+    def env_pickle(self) -> Path | None:
+        """The pickled environments (``envs.pkl``), when the checkpoint holds them instead of data."""
+        path = self.path / ENVS_FILE
+        return path if path.is_file() else None
 
     def build_agent(self) -> Agent:
         """The agent with these weights."""
@@ -205,11 +291,11 @@ class Checkpoint(StoredCheckpoint):
         return agent
 
 
-def load_latest(run_dir: Path) -> Checkpoint:
-    """The newest readable checkpoint of a run; falls back to older ones if the newest is damaged."""
+def load_latest(run_dir: Path, from_checkpoint: int | None = None) -> Checkpoint:
+    """The newest checkpoint of a run (or ``from_checkpoint``); an error if it cannot be read."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PolicygradError(
             f"run folder {run_dir} does not exist (train first: policygrad train ALGO ENV_ID --out {run_dir})"
         )
-    return newest_readable(run_dir, Checkpoint, "policygrad")
+    return newest_readable(run_dir, Checkpoint, "policygrad", from_checkpoint)

@@ -19,6 +19,18 @@ from policygrad.errors import PolicygradError
 #: `policygrad train` options that are config fields of the same name (docs/distributed.md).
 RAY_FLAGS = ("backend", "workers", "ray_address", "worker_cpus", "rollout_timeout", "max_worker_restarts")
 
+#: What ``--trust-run-folder`` allows, in its help.
+TRUST_HELP = (
+    "unpickle environment state saved as a pickle (envs.pkl, or the Ray workers' pickles in state.json): only "
+    "environments policygrad cannot save as data are saved so. Unpickling runs code from the run folder: pass it "
+    "only for a folder you or someone you trust wrote. Without it, those environments' episodes restart"
+)
+
+FROM_HELP = (
+    "continue from the checkpoint of update N instead of the newest (when the newest cannot be read); the newer "
+    "checkpoints are set aside and the metrics after update N dropped"
+)
+
 #: What a subcommand runs: parsed arguments in, exit status out.
 Command = Callable[[argparse.Namespace], int]
 
@@ -56,6 +68,8 @@ def add_resume_command(subparsers: Any, func: Command, what: str, length: tuple[
     parser.add_argument("run_dir")
     parser.add_argument(length[0], type=int, help=f"new total {length[1]} (extends a finished run)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--trust-run-folder", action="store_true", help=TRUST_HELP)
+    parser.add_argument("--from-checkpoint", type=int, metavar="N", help=FROM_HELP)
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,12 +84,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_to_end(trainer: Any, run_dir: str, done: int, total: int, unit: str, digits: str = ",") -> int:
-    """Run a resumed ``trainer``; if it already did its ``total`` steps or updates, say how to extend it."""
-    if done >= total:
-        print(
-            f"{run_dir} already finished {done:{digits}} of {total:{digits}} {unit}; extend it with --{unit} M",
-            file=sys.stderr,
-        )
+    """Run a resumed ``trainer``; if it already stopped, say how (and write a summary a kill prevented)."""
+    if trainer.finished:  # the stop decision is in the checkpoint: never one update more
+        wrote = "; wrote the summary it was stopped before writing" if trainer.complete() else ""
+        print(f"{run_dir} {trainer.finished_message()}{wrote}; extend it with --{unit} M", file=sys.stderr)
         trainer.close()
         return 0
     trainer.run()
@@ -116,7 +128,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_resume(args: argparse.Namespace) -> int:
     from policygrad.trainer import Trainer
 
-    trainer = Trainer.resume(Path(args.run_dir), total_steps=args.steps, quiet=args.quiet)
+    trainer = Trainer.resume(
+        Path(args.run_dir),
+        total_steps=args.steps,
+        quiet=args.quiet,
+        trust_run_folder=args.trust_run_folder,
+        from_checkpoint=args.from_checkpoint,
+    )
     return run_to_end(trainer, args.run_dir, trainer.counters["env_step"], trainer.cfg.total_steps, "steps")
 
 
@@ -125,12 +143,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise PolicygradError(f"--episodes must be positive (got {args.episodes})")
     from policygrad.evaluation import evaluate_run
 
-    result = evaluate_run(args.run_dir, args.episodes, args.seed)
+    result = evaluate_run(args.run_dir, args.episodes, args.seed, args.from_checkpoint)
     if args.json:
         print(json.dumps(result))
     else:
         print(
-            f"{result['algo']} on {result['env_id']} at {result['env_step']:,} env steps: "
+            f"{result['algo']} on {result['env_id']} at update {result['update']} ({result['env_step']:,} env steps): "
             f"mean return {result['mean_return']:.2f} ± {result['std_return']:.2f} over {args.episodes} episodes "
             f"(min {result['min_return']:.1f}, max {result['max_return']:.1f})"
         )
@@ -196,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--from-checkpoint", type=int, metavar="N", help="score update N's checkpoint (default: newest)")
 
     add_resume_command(sub, _cmd_resume, "a run", ("--steps", "environment steps"))
 
@@ -228,13 +247,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PolicygradError as err:
-        print(f"policygrad: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+        interrupted = getattr(err, "exit_code", None)  # policygrad.runs.RunInterrupted: checkpointed first
+        print(f"policygrad: {'' if interrupted else 'error: '}{err}", file=sys.stderr)
+        return interrupted or 1
+    except OSError as err:  # a file of the run folder that could not be written (metrics, summary)
+        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or "RUN_DIR"
         print(
-            "policygrad: interrupted; continue from the last checkpoint with 'policygrad resume RUN_DIR'",
+            f"policygrad: error: {err.filename or 'a file'}: {err.strerror or err}; a run's last checkpoint is kept "
+            f"(continue with 'policygrad resume {folder}')",
             file=sys.stderr,
         )
+        return 1
+    except KeyboardInterrupt:
+        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or "RUN_DIR"
+        hint = f"continue from the last checkpoint with 'policygrad resume {folder}'"
+        print(f"policygrad: interrupted; {hint}", file=sys.stderr)
         return 130
 
 

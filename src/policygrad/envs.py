@@ -13,7 +13,6 @@ returns; a batched replica records them itself) → NormalizeObservation → Nor
 from __future__ import annotations
 
 import functools
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,23 +221,3 @@ def load_normalizer_state(envs: gym.vector.VectorEnv, state: dict[str, Any]) -> 
         rew.return_rms.var = np.float64(state["reward"]["var"])
         rew.return_rms.count = state["reward"]["count"]
         rew.accumulated_reward = np.asarray(state["reward"]["accumulated_reward"], dtype=np.float64)
-
-
-def snapshot(envs: gym.vector.VectorEnv) -> bytes | None:
-    """The whole environment state (episodes in flight, RNGs, normalisers) as bytes.
-
-    Works for native and synchronous vector envs of picklable environments (the
-    classic-control ones are); None where it cannot be saved (subprocess envs, or an
-    environment holding unpicklable resources) — resume then restarts episodes.
-    """
-    if isinstance(_find_wrapper(envs, gym.vector.AsyncVectorEnv), gym.vector.AsyncVectorEnv):
-        return None
-    try:
-        return pickle.dumps(envs)
-    except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
-        return None
-
-
-def restore(blob: bytes) -> gym.vector.VectorEnv:
-    """Inverse of :func:`snapshot`."""
-    return pickle.loads(blob)

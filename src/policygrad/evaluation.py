@@ -64,10 +64,12 @@ def evaluate(
     return returns
 
 
-def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path, episodes: int = 10, seed: int = 0, from_checkpoint: int | None = None
+) -> dict[str, Any]:
     """Deterministic evaluation of a run folder's newest checkpoint."""
     saved = read_run_config(Path(run_dir))
-    checkpoint = load_latest(Path(run_dir))
+    checkpoint = load_latest(Path(run_dir), from_checkpoint)  # a newest one that cannot be read is an error
     agent = checkpoint.build_agent()
     env_id = saved["config"]["env_id"]
     returns = evaluate(agent, env_id, episodes, seed)
@@ -82,4 +84,5 @@ def evaluate_run(run_dir: str | Path, episodes: int = 10, seed: int = 0) -> dict
         "env_id": env_id,
         "env_step": checkpoint.state["counters"]["env_step"],
         "checkpoint": str(checkpoint.path),
+        "update": checkpoint.state["update"],
     }

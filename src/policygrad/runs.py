@@ -12,10 +12,16 @@ file written here is written atomically (a temporary file renamed into place).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import resource
+import shutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +33,9 @@ CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+LOCK_FILE = ".lock"
+#: What :func:`policygrad.checkpoint.write_atomic` names its temporary files (``.<name>.<random>``).
+TEMPORARY_PREFIXES = tuple(f".{name}." for name in (CONFIG_FILE, SUMMARY_FILE, METRICS_FILE, "latest"))
 
 #: ``"gym"``: a Gymnasium run (``policygrad train``); ``"lm"``: a language-model run (``policygrad lm train``).
 RunKind = Literal["gym", "lm"]
@@ -56,8 +65,12 @@ def holds_run(run_dir: Path) -> bool:
 
 
 def check_new_run_dir(run_dir: Path, kind: RunKind = "gym") -> None:
-    """A clear error if ``run_dir`` already holds a run: a new run never overwrites one."""
+    """A clear error if ``run_dir`` already holds a run (a new run never overwrites one) or is a file."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise PolicygradError(f"--out {run_dir} is a file, not a folder; choose a folder for the run")
     if holds_run(run_dir):
+        if (run_dir / LOCK_FILE).exists():
+            lock_run_dir(run_dir).release()  # a folder still being written names its writer
         raise PolicygradError(
             f"{run_dir} already holds a run; continue it with '{_RESUME[kind]} {run_dir}' or choose another --out"
         )
@@ -118,6 +131,67 @@ def read_resume_config(
     return saved, cfg
 
 
+class RunLock:
+    """The exclusive OS lock (``flock``) on a run folder's ``.lock``, held by the one process writing it.
+
+    The OS drops it when the process ends, however it ends: a killed writer never blocks the next.
+    """
+
+    def __init__(self, run_dir: Path, fd: int) -> None:
+        self.run_dir, self.fd = run_dir, fd
+
+    def __del__(self) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the file releases the lock
+            self.fd = -1
+
+
+def lock_run_dir(run_dir: Path) -> RunLock:
+    """Take ``run_dir`` for writing (creating it), or a one-line error naming the process that holds it.
+
+    Then remove what killed writers left: temporary checkpoint folders and temporary files.
+    ``eval`` and ``sample`` read without the lock (every file is replaced atomically).
+    """
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise PolicygradError(f"cannot write the run folder {run_dir} ({err.strerror or err})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise PolicygradError(
+            f"{run_dir} is being written by another policygrad process (PID {holder}); "
+            "wait for it to end or stop it, or choose another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    clean_temporaries(run_dir)
+    return RunLock(run_dir, fd)
+
+
+def clean_temporaries(run_dir: Path) -> list[Path]:
+    """Remove temporary checkpoint folders and files left by a writer killed mid-write; returns them."""
+    removed = []
+    for folder in (run_dir, run_dir / CHECKPOINT_DIR):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.name.startswith(".tmp_update_") and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+            elif path.name.startswith(TEMPORARY_PREFIXES) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
 def write_run_config(run_dir: Path, saved: dict[str, Any]) -> None:
     """Write ``config.json`` atomically (``saved`` holds ``algo``, ``config`` and what the kind adds)."""
     write_atomic(Path(run_dir) / CONFIG_FILE, json.dumps(saved, indent=2).encode())
@@ -138,6 +212,43 @@ def peak_rss_mb() -> float:
     return (own + children) / scale
 
 
+class RunInterrupted(PolicygradError):
+    """SIGINT or SIGTERM stopped training after a checkpoint; ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, run_dir: Path, update: int, signum: int, kind: RunKind = "gym") -> None:
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"interrupted by {name} after update {update}, which is checkpointed; continue with: "
+            f"{_RESUME[kind]} {run_dir}"
+        )
+        self.exit_code = 128 + signum
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[list[int]]:
+    """While inside, SIGINT and SIGTERM only note their number in the yielded list (a second one interrupts).
+
+    The training loop checks the list after each update, checkpoints and raises :class:`RunInterrupted`.
+    Off the main thread (a training page of the lab) signals are left alone.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        if received:  # asked twice: stop now, without a checkpoint
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def non_finite_error(err: NonFiniteLossError, update: int, last_saved: int, advice: str) -> PolicygradError:
     """The one-line error for a loss that became NaN or inf in ``update`` (what to do: ``advice``)."""
     return PolicygradError(
@@ -149,16 +260,22 @@ def non_finite_error(err: NonFiniteLossError, update: int, last_saved: int, advi
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "LOCK_FILE",
     "METRICS_FILE",
     "SUMMARY_FILE",
+    "RunInterrupted",
     "RunKind",
+    "RunLock",
     "check_new_run_dir",
+    "clean_temporaries",
     "default_run_dir",
     "holds_run",
+    "lock_run_dir",
     "non_finite_error",
     "peak_rss_mb",
     "read_run_config",
     "run_kind",
+    "stop_signals",
     "write_run_config",
     "write_summary",
 ]

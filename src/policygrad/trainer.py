@@ -16,23 +16,28 @@ from typing import Any
 import numpy as np
 import torch
 
+from policygrad import env_faults, kernels, run_state
 from policygrad import envs as envs_lib
-from policygrad import kernels
 from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
-from policygrad.checkpoint import load_latest, save_checkpoint
+from policygrad.checkpoint import discard_newer, load_latest, save_checkpoint
 from policygrad.collectors import make_collector
 from policygrad.config import build_config, load_preset
 from policygrad.errors import NonFiniteLossError
 from policygrad.evaluation import evaluate
 from policygrad.optim import Adam
-from policygrad.run_log import MetricsLog, make_progress, plot_learning_curve, read_metrics
+from policygrad.run_log import MetricsLog, make_progress, plot_learning_curve
 from policygrad.runs import (
+    SUMMARY_FILE,
+    RunInterrupted,
     check_new_run_dir,
     default_run_dir,
+    lock_run_dir,
     non_finite_error,
     peak_rss_mb,
     read_resume_config,
+    read_run_config,
+    stop_signals,
     write_run_config,
     write_summary,
 )
@@ -80,6 +85,7 @@ class Trainer:
             "last_eval": None,
         }
         self.update = 0
+        self.lock = None  # the run folder's lock (policygrad.runs.lock_run_dir), held until close()
         self._last_save_time = time.monotonic()
         torch.set_num_threads(cfg.threads)
 
@@ -92,7 +98,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         self._make_envs()  # first: an unusable environment must not leave a run folder behind
-        run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = lock_run_dir(run_dir)  # one writer: a second train --out run_dir stops here
+        check_new_run_dir(run_dir)  # again, now that no other process can be writing it
         write_run_config(run_dir, {"algo": algo, "preset": preset_used, "config": cfg.to_dict()})
         self.agent = Agent(
             AgentSpec(
@@ -109,49 +116,51 @@ class Trainer:
             )
         )
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        self.collector = make_collector(self.envs, self.agent, cfg)  # in-process, or Ray workers
+        self.collector = env_faults.GuardedCollector(make_collector(self.envs, self.agent, cfg))  # here, or Ray
         self._select_learner()  # after every option was checked: a refused run prints one line
         self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
         self.log = MetricsLog(run_dir)
         return self
 
     @classmethod
-    def resume(cls, run_dir: Path, total_steps: int | None = None, quiet: bool = False) -> Trainer:
+    def resume(
+        cls,
+        run_dir: Path,
+        total_steps: int | None = None,
+        quiet: bool = False,
+        trust_run_folder: bool = False,
+        from_checkpoint: int | None = None,
+    ) -> Trainer:
+        """Continue a run from its newest checkpoint; ``trust_run_folder``: see :func:`run_state.restore_envs`."""
         run_dir = Path(run_dir)
+        read_run_config(run_dir, "gym")  # a clear error for a folder that is no run, before anything is written
+        lock = lock_run_dir(run_dir)  # one writer: resuming a folder still training stops here
         saved, cfg = read_resume_config(run_dir, "gym", get_algorithm, "total_steps", total_steps)
-        checkpoint = load_latest(run_dir)
+        checkpoint = load_latest(run_dir, from_checkpoint)  # never a silent fall back past a damaged one
+        if from_checkpoint is not None:
+            discard_newer(run_dir, from_checkpoint)  # and says so
         self = cls(saved["algo"], cfg, run_dir, quiet)
+        self.lock = lock
         state = checkpoint.state
         self.update = state["update"]
         self.counters.update(state["counters"])
+        if total_steps is not None and total_steps > self.counters["env_step"]:
+            self.counters["stopped"] = None  # --steps extends a finished run
         self.agent = checkpoint.build_agent()
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
         checkpoint.restore_optimizer(self.optimizer)
         checkpoint.restore_rng()
-        np.random.set_state(_numpy_state_from_json(state["numpy_rng"]))
-        restored = False
-        if checkpoint.env_blob is not None:
-            try:
-                self.envs = envs_lib.restore(checkpoint.env_blob)
-                self.vectorization = envs_lib.resolve_vectorization(cfg.env_id, cfg.vectorization)
-                self.info = envs_lib.describe_spaces(
-                    cfg.env_id, self.envs.single_observation_space, self.envs.single_action_space
-                )
-                restored = True
-            except Exception as err:  # noqa: BLE001 - fall back to fresh environments
-                self._say(f"could not restore the saved environments ({err}); restarting their episodes")
-        if not restored:
-            self._make_envs()
-            envs_lib.load_normalizer_state(self.envs, state.get("normalizer", {}))
-        self.collector = make_collector(self.envs, self.agent, cfg)
+        np.random.set_state(run_state.numpy_rng_from_json(state["numpy_rng"]))
+        remake = lambda: (self._make_envs(), self.envs)[1]  # noqa: E731 - fresh envs, self.info set
+        self.envs, restored = run_state.restore_envs(remake, checkpoint, trust_run_folder)
+        self.collector = env_faults.GuardedCollector(make_collector(self.envs, self.agent, cfg))
+        self.collector.trust_pickles = trust_run_folder  # may the Ray workers' pickled envs be unpickled
         self._select_learner()
         self.collector.load_state_dict(state["collector"], with_env_state=restored)
         if not restored:
-            if not state.get("env_state_saved", False):
-                self._say("these environments cannot be saved (subprocess envs): episodes restart on resume")
             self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed + 7919 * self.update, cfg.num_envs))
         MetricsLog.truncate(run_dir, self.update)
-        self.history = _read_history(run_dir)
+        self.history = run_state.read_history(run_dir)
         self.log = MetricsLog(run_dir, purge_step=self.counters["env_step"] + 1)
         self._say(
             f"resuming {saved['algo']} on {cfg.env_id} from update {self.update} "
@@ -193,18 +202,17 @@ class Trainer:
     def _run(self, on_update: UpdateCallback | None) -> tuple[Agent, list[dict[str, Any]]]:
         cfg, counters = self.cfg, self.counters
         progress = make_progress(self.quiet)
-        stop_reason = "budget"
         if self.update == 0:
             self._save()  # the starting point is a checkpoint too: any failure can resume from it
         last_saved = self.update
         try:
-            with progress:
+            with progress, stop_signals() as signalled:
                 task = progress.add_task(
                     f"{self.algo_name} {cfg.env_id}",
                     total=cfg.total_steps,
                     completed=min(counters["env_step"], cfg.total_steps),
                 )
-                while counters["env_step"] < cfg.total_steps:
+                while counters.get("stopped") is None and counters["env_step"] < cfg.total_steps:
                     iteration_start = time.perf_counter()
                     train_before, eval_before = counters["train_seconds"], counters["eval_seconds"]
                     row = self._one_update()
@@ -218,28 +226,45 @@ class Trainer:
                         ret=row["episodic_return_mean"],
                         eval=counters["last_eval"],
                     )
-                    reached = counters["target_reached_step"] is not None and cfg.target_return is not None
-                    if reached or self._checkpoint_due():
+                    # The stop decision goes into the checkpoint: a resume never trains past it.
+                    reached = cfg.target_return is not None and counters["target_reached_step"] == counters["env_step"]
+                    stop = "target" if reached else "budget" if counters["env_step"] >= cfg.total_steps else None
+                    if on_update is not None and on_update(row) and stop is None:  # it sees every row
+                        stop = "callback"
+                    if stop is not None:
+                        counters["stopped"], counters["stopped_update"] = stop, self.update
+                    if stop is not None or signalled or self._checkpoint_due():
                         self._save()
                         last_saved = self.update
                     # Training time is wall-clock minus evaluation: logging and checkpoints count too.
                     iteration = time.perf_counter() - iteration_start - (counters["eval_seconds"] - eval_before)
                     counters["train_seconds"] = train_before + iteration
-                    if reached:
-                        stop_reason = "target"
-                        break
-                    if on_update is not None and on_update(row):
-                        stop_reason = "callback"
-                        break
-        except NonFiniteLossError as err:
-            self.close()
+                    if signalled and stop is None:
+                        raise RunInterrupted(self.run_dir, self.update, signalled[0])
+        except BaseException as err:
+            self.close()  # and release the run folder
+            if not isinstance(err, NonFiniteLossError):
+                raise
             advice = "lower learning_rate or enable normalize_reward"
             raise non_finite_error(err, self.update + 1, last_saved, advice) from None
         if last_saved != self.update:
             self._save()
-        self._finish(stop_reason)
+        self._finish(counters.get("stopped") or "budget")
         self.close()
         return self.agent, self.history
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run already stopped (the decision is in its checkpoint): nothing to train."""
+        return self.counters.get("stopped") is not None or self.counters["env_step"] >= self.cfg.total_steps
+
+    def finished_message(self) -> str:
+        return run_state.finished_message(self.counters, self.cfg.total_steps, self.update)
+
+    def complete(self) -> bool:
+        """Write the summary of a finished run killed before writing it; True if it did."""
+        missing = not (self.run_dir / SUMMARY_FILE).exists()
+        return missing and bool(self._finish(self.counters.get("stopped") or "budget"))
 
     def _checkpoint_due(self) -> bool:
         """Every ``checkpoint_every`` updates, and whenever ``checkpoint_seconds`` have passed."""
@@ -323,17 +348,13 @@ class Trainer:
             "counters": self.counters,
             "collector": self.collector.state_dict(),
             "normalizer": envs_lib.normalizer_state(self.envs),
-            "numpy_rng": _numpy_state_to_json(np.random.get_state()),
+            "numpy_rng": run_state.numpy_rng_to_json(np.random.get_state()),
         }
+        saved_envs, env_pickle = run_state.save_envs(self.envs)  # as data: resume never unpickles it
+        state.update(saved_envs)
         self._last_save_time = time.monotonic()
         save_checkpoint(
-            self.run_dir,
-            self.update,
-            self.agent,
-            self.optimizer,
-            state,
-            envs_lib.snapshot(self.envs),
-            keep=self.cfg.keep_checkpoints,
+            self.run_dir, self.update, self.agent, self.optimizer, state, env_pickle, keep=self.cfg.keep_checkpoints
         )
 
     def _finish(self, stop_reason: str) -> dict[str, Any]:
@@ -383,22 +404,8 @@ class Trainer:
         self.envs.close()
         if hasattr(self.collector, "close"):  # Ray workers (and a private Ray instance) stop here
             self.collector.close()
-
-
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for row in read_metrics(run_dir):
-        out.append({k: (float(v) if v not in ("", None) else None) for k, v in row.items()})
-        out[-1]["update"], out[-1]["env_step"] = int(row["update"]), int(row["env_step"])
-    return out
-
-
-def _numpy_state_to_json(state: tuple) -> list:
-    return [state[0], state[1].tolist(), state[2], state[3], state[4]]
-
-
-def _numpy_state_from_json(state: list) -> tuple:
-    return (state[0], np.asarray(state[1], dtype=np.uint32), state[2], state[3], state[4])
+        if self.lock is not None:
+            self.lock.release()
 
 
 def train(

@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from policygrad import env_state
 from policygrad.agent import Agent, AgentSpec
 from policygrad.distributed.ray_workers import (
     STARTUP_TIMEOUT,
@@ -70,6 +71,7 @@ class RolloutWorker:
         if env_spec.id not in gym.registry:  # environments registered by the user's process
             gym.registry[env_spec.id] = env_spec
         self.agent = Agent(agent_spec)
+        self.env_key, self.env_indices = env_spec.id, list(env_indices)
         envs = make_shard_envs(env_spec.id, env_indices)
         # The learner's own rollout forward, so that a shard draws exactly the local run's actions.
         sampler = rollout_sampler(self.agent, learner)
@@ -104,21 +106,42 @@ class RolloutWorker:
         }
 
     def state(self) -> dict[str, Any]:
-        """The shard's episodes in flight: the pickled envs (None if they cannot be pickled), obs, flags."""
-        from ray import cloudpickle  # by value too: env classes defined in the user's script pickle
+        """The shard's episodes in flight: the envs' state as data (:mod:`policygrad.env_state`), obs, flags.
 
+        Environments policygrad cannot save as data are pickled instead (``"pickle"``, None
+        if they cannot be): enough to recreate a worker, but resume unpickles it only when trusted.
+        """
+        blob = None
         try:
-            envs = cloudpickle.dumps(self.collector.envs)
-        except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
-            envs = None
-        return {"envs": envs, "obs": self.collector.obs, "prev_done": self.collector.prev_done.copy()}
+            envs = env_state.capture(self.collector.envs)
+        except env_state.EnvStateError:
+            from ray import cloudpickle  # by value too: env classes defined in the user's script pickle
 
-    def load_state(self, state: dict[str, Any]) -> None:
+            envs = None
+            try:
+                blob = cloudpickle.dumps(self.collector.envs)
+            except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
+                blob = None
+        return {"envs": envs, "pickle": blob, "obs": self.collector.obs, "prev_done": self.collector.prev_done.copy()}
+
+    def load_state(self, state: dict[str, Any]) -> str | None:
+        """Put the shard back to ``state`` (its pickle comes from the learner, or a run folder the user trusts).
+
+        Returns why the saved state does not fit these environments, or None.
+        """
         if state["envs"] is not None:
+            try:
+                env_state.apply(self.collector.envs, state["envs"])
+            except env_state.EnvStateError as err:
+                self.collector.envs.close()
+                self.collector.envs = make_shard_envs(self.env_key, self.env_indices)
+                return str(err)
+        elif state.get("pickle") is not None:
             self.collector.envs.close()
-            self.collector.envs = pickle.loads(state["envs"])
+            self.collector.envs = pickle.loads(state["pickle"])
         self.collector.obs = None if state["obs"] is None else np.array(state["obs"], dtype=np.float32)
         self.collector.prev_done = np.array(state["prev_done"], dtype=bool)
+        return None
 
 
 def _failure(err: EnvFailure) -> dict[str, Any]:
@@ -132,6 +155,9 @@ class RayCollector(UsesWorkerGroup):
     Config fields used: ``env_id``, ``num_envs``, ``seed``, ``threads``, ``workers``,
     ``ray_address``, ``worker_cpus``, ``rollout_timeout``, ``max_worker_restarts``.
     """
+
+    #: Whether :meth:`load_state_dict` may unpickle environments saved as a pickle (``--trust-run-folder``).
+    trust_pickles = False
 
     def __init__(self, agent: Agent, cfg: Any, return_window: int = 20) -> None:
         check_options(cfg)
@@ -164,7 +190,8 @@ class RayCollector(UsesWorkerGroup):
 
     def _restore(self, fault: WorkerFault, episodes: bool) -> None:
         """Put every worker (the recreated ones included) back to its state before the batch."""
-        if self._states is None or (not episodes and any(s["envs"] is None for s in self._states)):
+        unsaved = any(s["envs"] is None and s.get("pickle") is None for s in self._states or [])
+        if self._states is None or (not episodes and unsaved):
             self.group.fail(
                 f"{self.describe(fault.workers[0])} {self.group.what_happened(fault)}, and the batch cannot be "
                 "collected again exactly: its environments cannot be saved (pickled); training stopped and its "
@@ -237,7 +264,10 @@ class RayCollector(UsesWorkerGroup):
             "recent_lengths": list(self.recent_lengths),
             "ray": {
                 "shards": [[shard.start, shard.stop] for shard in self.shards],
-                "envs": [None if s["envs"] is None else base64.b64encode(s["envs"]).decode() for s in states],
+                "envs": [s["envs"] for s in states],  # data (policygrad.env_state), or None
+                "pickles": [
+                    None if s.get("pickle") is None else base64.b64encode(s["pickle"]).decode() for s in states
+                ],
                 "next_update": self._next_update,
             },
         }
@@ -251,28 +281,35 @@ class RayCollector(UsesWorkerGroup):
         if not with_env_state:
             return  # the trainer restarts the episodes
         same_layout = saved.get("shards") == [[shard.start, shard.stop] for shard in self.shards]
-        if state.get("obs") is None or not same_layout or any(blob is None for blob in saved.get("envs", [None])):
-            print(
-                "policygrad: this checkpoint does not hold the Ray workers' environments for this layout; "
-                "restarting their episodes",
-                file=sys.stderr,
-            )
+        datas = saved.get("envs") or [None] * len(self.shards)
+        pickles = saved.get("pickles") or [None] * len(self.shards)
+        if not self.trust_pickles:
+            pickles = [None] * len(pickles)  # never unpickled unless the user trusts the run folder
+        why = None
+        if state.get("obs") is None or not same_layout:
+            why = "this checkpoint does not hold the Ray workers' environments for this layout"
+        elif any(not isinstance(d, dict) and p is None for d, p in zip(datas, pickles, strict=True)):
+            why = "the Ray workers' environments are saved only as a pickle, and unpickling runs code from the run "
+            why += "folder; pass --trust-run-folder if you trust it"
+        states = []
+        if why is None:
+            obs = np.asarray(state["obs"], dtype=np.float32)
+            prev_done = np.asarray(state["prev_done"], dtype=bool)
+            for data, blob, shard in zip(datas, pickles, self.shards, strict=True):
+                rows = slice(shard.start, shard.stop)
+                pickled = None if isinstance(data, dict) else base64.b64decode(blob)
+                envs = data if isinstance(data, dict) else None
+                states.append({"envs": envs, "pickle": pickled, "obs": obs[rows], "prev_done": prev_done[rows]})
+            try:
+                unfit = self.group.call_all("load_state", [(s,) for s in states], STARTUP_TIMEOUT)
+            except WorkerFault as fault:
+                self.group.fail(f"{self.describe(fault.workers[0])} {fault.kind} while restoring the checkpoint")
+            if any(unfit):
+                why = f"the saved state does not fit the Ray workers' environments ({next(u for u in unfit if u)})"
+        if why is not None:
+            print(f"policygrad: {why}; restarting their episodes", file=sys.stderr)
             self.reset([self.seed + 7919 * self._next_update + i for i in range(self.num_envs)])
             return
-        obs = np.asarray(state["obs"], dtype=np.float32)
-        prev_done = np.asarray(state["prev_done"], dtype=bool)
-        states = [
-            {
-                "envs": base64.b64decode(blob),
-                "obs": obs[shard.start : shard.stop],
-                "prev_done": prev_done[shard.start : shard.stop],
-            }
-            for blob, shard in zip(saved["envs"], self.shards, strict=True)
-        ]
-        try:
-            self.group.call_all("load_state", [(s,) for s in states], STARTUP_TIMEOUT)
-        except WorkerFault as fault:
-            self.group.fail(f"{self.describe(fault.workers[0])} {fault.kind} while restoring the checkpoint")
         if self.group.restartable:
             self._states = states
 

@@ -27,7 +27,7 @@ def save_lm_checkpoint(
     keep: int = 3,
 ) -> Path:
     """Write checkpoint ``update`` atomically, point ``latest`` at it, prune old ones."""
-    return write_checkpoint(run_dir, update, model, optimizer, state, keep=keep)
+    return write_checkpoint(run_dir, update, model, optimizer, state, keep=keep, resume="policygrad lm resume")
 
 
 class LMCheckpoint(StoredCheckpoint):
@@ -44,6 +44,6 @@ class LMCheckpoint(StoredCheckpoint):
         self.restore_rng()
 
 
-def load_latest_lm(run_dir: Path) -> LMCheckpoint:
-    """The newest readable checkpoint of a run (older ones if the newest is damaged)."""
-    return newest_readable(Path(run_dir), LMCheckpoint, "policygrad lm")
+def load_latest_lm(run_dir: Path, from_checkpoint: int | None = None) -> LMCheckpoint:
+    """The newest checkpoint of a run (or ``from_checkpoint``); an error naming it if it cannot be read."""
+    return newest_readable(Path(run_dir), LMCheckpoint, "policygrad lm", from_checkpoint, "policygrad lm resume")

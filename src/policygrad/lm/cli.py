@@ -69,7 +69,9 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from policygrad.cli import run_to_end
     from policygrad.lm.trainer import LMTrainer
 
-    trainer = LMTrainer.resume(Path(args.run_dir), updates=args.updates, quiet=args.quiet)
+    trainer = LMTrainer.resume(
+        Path(args.run_dir), updates=args.updates, quiet=args.quiet, from_checkpoint=args.from_checkpoint
+    )
     return run_to_end(trainer, args.run_dir, trainer.update, trainer.cfg.updates, "updates", digits="")
 
 

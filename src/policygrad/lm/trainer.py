@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from policygrad import runs
+from policygrad.checkpoint import discard_newer
 from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.lm.algorithms import get_algorithm
@@ -68,6 +69,7 @@ class LMTrainer:
         self.counters: dict[str, Any] = {"tokens": 0, "train_seconds": 0.0, "pretrain_seconds": 0.0}
         self.history: list[dict[str, Any]] = []
         self._ray_sampler: Any = None  # Ray workers while run() runs with backend = "ray"
+        self.lock: runs.RunLock | None = None  # the run folder's lock, held until close()
 
     # ----- construction ----------------------------------------------------------------
     @classmethod
@@ -101,8 +103,10 @@ class LMTrainer:
             if (address := ray_address(cfg.ray_address)) is not None:
                 check_reachable(address)
         torch.set_num_threads(cfg.threads)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = runs.lock_run_dir(run_dir)  # one writer: a second lm train --out run_dir stops here
+        check_new_run_dir(run_dir, "lm")  # again, now that no other process can be writing it
         self = cls(algo, cfg, run_dir, task, quiet)
+        self.lock = lock
         ref_dir = run_dir / REFERENCE_DIR
         if reference is None:
             self._say(f"no --ref given: pretraining a reference for '{cfg.task}' into {ref_dir}")
@@ -130,20 +134,29 @@ class LMTrainer:
         return self
 
     @classmethod
-    def resume(cls, run_dir: Path, updates: int | None = None, quiet: bool = False) -> LMTrainer:
+    def resume(
+        cls, run_dir: Path, updates: int | None = None, quiet: bool = False, from_checkpoint: int | None = None
+    ) -> LMTrainer:
         """Continue a run from its newest checkpoint (``updates`` extends its budget)."""
         run_dir = Path(run_dir)
+        runs.read_run_config(run_dir, "lm")  # a clear error for a folder that is no run, before anything is written
+        lock = runs.lock_run_dir(run_dir)  # one writer: resuming a folder still training stops here
         saved, cfg = runs.read_resume_config(run_dir, "lm", get_algorithm, "updates", updates)
         module = get_algorithm(saved["algo"])
-        checkpoint = load_latest_lm(run_dir)
+        checkpoint = load_latest_lm(run_dir, from_checkpoint)  # never a silent fall back past a damaged one
+        if from_checkpoint is not None:
+            discard_newer(run_dir, from_checkpoint)  # and says so
         torch.set_num_threads(cfg.threads)
         self = cls(saved["algo"], cfg, run_dir, get_task(cfg.task, saved["vocab_size"]), quiet)
+        self.lock = lock
         self.reference, _ = load_policy_model(Path(saved["reference"]), self.task)
         self.policy = self._policy_from_reference(module.USES_VALUE_HEAD)
         self.optimizer = self._make_optimizer()
         checkpoint.restore(self.policy, self.optimizer)
         self.update = checkpoint.state["update"]
         self.counters.update(checkpoint.state["counters"])
+        if updates is not None and updates > self.update:
+            self.counters["stopped"] = None  # --updates extends a finished run
         rows = LMMetricsLog.truncate(run_dir, self.update)
         self.history = [{k: float(v) for k, v in r.items() if v != ""} for r in rows]
         self.log = LMMetricsLog(run_dir, purge_step=self.update + 1)
@@ -179,9 +192,12 @@ class LMTrainer:
         try:
             if cfg.backend == "ray" and self.update < cfg.updates:
                 self._start_ray_sampler()
-            with progress:
+            with progress, runs.stop_signals() as signalled:
                 bar = progress.add_task(f"lm {self.algo_name} {cfg.task}", total=cfg.updates, completed=self.update)
-                while self.update < cfg.updates:
+                while self.update < cfg.updates and counters.get("stopped") is None:
+                    if signalled:
+                        self._save()
+                        raise runs.RunInterrupted(self.run_dir, self.update, signalled[0], "lm")
                     if cfg.max_train_seconds is not None and self.seconds_used() >= cfg.max_train_seconds:
                         stop_reason = "time"
                         break
@@ -204,9 +220,12 @@ class LMTrainer:
             self._stop_ray_sampler()
             raise
         self._stop_ray_sampler()
-        if last_saved != self.update:
+        if counters.get("stopped") is None:  # the stop decision goes into the last checkpoint
+            counters["stopped"], counters["stopped_update"] = stop_reason, self.update
             self._save()
-        summary = self._finish(stop_reason)
+        elif last_saved != self.update:
+            self._save()
+        summary = self._finish(counters["stopped"])
         self.close()
         return summary
 
@@ -259,6 +278,22 @@ class LMTrainer:
         if self._ray_sampler is not None:
             self._ray_sampler.close()
             self._ray_sampler = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run already stopped (the decision is in its checkpoint): nothing to train."""
+        return self.counters.get("stopped") is not None or self.update >= self.cfg.updates
+
+    def finished_message(self) -> str:
+        at = self.counters.get("stopped_update", self.update)
+        if self.counters.get("stopped") == "time":
+            return f"finished (time budget spent at update {at})"
+        return f"finished (all {self.cfg.updates} updates done)"
+
+    def complete(self) -> bool:
+        """Write the summary of a finished run killed before writing it; True if it did."""
+        missing = not (self.run_dir / runs.SUMMARY_FILE).exists()
+        return missing and bool(self._finish(self.counters.get("stopped") or "budget"))
 
     def seconds_used(self) -> float:
         """Training seconds so far, plus the reference's pretraining when this run did it (the time budget)."""
@@ -353,6 +388,8 @@ class LMTrainer:
         """Close the metrics log, and stop the Ray workers if any."""
         self.log.close()
         self._stop_ray_sampler()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def _mean(values: list[float]) -> float | None:

@@ -1,0 +1,87 @@
+"""Faults get one clear line and lose nothing: a broken environment, a full disk."""
+
+import csv
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+from policygrad.errors import PolicygradError
+from policygrad.trainer import Trainer, resolve_config, train
+
+
+class BrokenCartPole(CartPoleEnv):
+    """CartPole whose env ``index`` (its first reset seed) breaks at step ``at`` of its first episode."""
+
+    def __init__(self, fault="raise", index=1, at=7, render_mode=None):
+        super().__init__(render_mode=render_mode)
+        self.fault, self.index, self.at, self.env_index, self.steps = fault, index, at, None, 0
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None and self.env_index is None:
+            self.env_index = seed
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = super().step(action)
+        if self.env_index == self.index and self.steps == self.at:
+            if self.fault == "raise":
+                raise RuntimeError("the simulator lost its connection")
+            if self.fault == "nan":
+                obs = obs * np.nan
+            if self.fault == "shape":
+                obs = np.zeros(5, dtype=np.float32)
+        return obs, reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize(
+    "fault,message",
+    [
+        ("raise", "env 1 raised RuntimeError in step() at step 7 of its episode: the simulator lost its connection"),
+        ("nan", "env 1 returned a non-finite observation (nan), seen at step 3 of update 2"),
+        ("shape", "env 1 returned an observation of shape (5,), not (4,)"),
+    ],
+)
+def test_a_broken_environment_is_named_by_index_and_step(tmp_path, fault, message):
+    env_id = f"policygrad-test/Broken-{fault}-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=BrokenCartPole, kwargs={"fault": fault}, max_episode_steps=500)
+    with pytest.raises(PolicygradError) as err:
+        train("a2c", env_id, out=tmp_path / "run", total_steps=400, num_envs=3, rollout_steps=5, eval_every=0)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert (tmp_path / "run" / "checkpoints" / "latest").exists()  # the starting checkpoint is kept
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [
+            {k: v for k, v in r.items() if k not in ("wall_time", "steps_per_second")} for r in csv.DictReader(handle)
+        ]
+
+
+def test_a_full_disk_is_one_line_and_resume_loses_nothing(tmp_path, monkeypatch):
+    import policygrad.checkpoint as checkpoint
+
+    settings = {"total_steps": 3000, "num_envs": 4, "rollout_steps": 5, "checkpoint_every": 20, "eval_every": 0}
+    train("a2c", "CartPole-v1", out=tmp_path / "reference", **settings)
+    real, calls = checkpoint.save_file, []
+
+    def full_disk(tensors, path):
+        calls.append(path)
+        if len(calls) == 8:  # the 4th checkpoint's optimiser file
+            raise OSError(28, "No space left on device")
+        return real(tensors, path)
+
+    monkeypatch.setattr(checkpoint, "save_file", full_disk)
+    cfg, _ = resolve_config("a2c", "CartPole-v1", settings)
+    with pytest.raises(PolicygradError) as err:
+        Trainer.new("a2c", cfg, tmp_path / "run", quiet=True).run()
+    text = str(err.value)
+    assert "optimizer.safetensors (No space left on device;" in text and "MiB free" in text
+    assert "the last intact checkpoint is update_0000040" in text and f"policygrad resume {tmp_path / 'run'}" in text
+    assert not list((tmp_path / "run" / "checkpoints").glob(".tmp_*"))
+    monkeypatch.setattr(checkpoint, "save_file", real)
+    Trainer.resume(tmp_path / "run", quiet=True).run()
+    assert rows(tmp_path / "run") == rows(tmp_path / "reference")
