@@ -115,20 +115,23 @@ def read_run_config(run_dir: Path, kind: RunKind = "gym") -> dict[str, Any]:
 
 def read_resume_config(
     run_dir: Path, kind: RunKind, get_algorithm: Callable[[str], Any], budget_field: str, budget: int | None
-) -> tuple[dict[str, Any], Any]:
-    """The saved ``config.json`` and its config object, to resume the run.
+) -> tuple[dict[str, Any], Any, RunLock]:
+    """The saved ``config.json``, its config object and the run folder's lock, to resume the run.
 
+    The folder is locked (:func:`lock_run_dir`) once it is known to be a run folder of this
+    kind, before anything is written: resuming a folder still being trained stops here.
     ``get_algorithm(name)`` is the algorithm registry's lookup. With ``budget``, the run's
     ``budget_field`` (``total_steps``, ``updates``) is extended to it and config.json rewritten.
     """
     saved = read_run_config(run_dir, kind)
+    lock = lock_run_dir(run_dir)
     values = dict(saved["config"])
     if budget is not None:
         values[budget_field] = budget
     cfg = build_config(get_algorithm(saved["algo"]).Config, values)
     if budget is not None:
         write_run_config(run_dir, dict(saved, config=cfg.to_dict()))
-    return saved, cfg
+    return saved, cfg, lock
 
 
 class RunLock:

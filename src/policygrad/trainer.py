@@ -36,7 +36,6 @@ from policygrad.runs import (
     non_finite_error,
     peak_rss_mb,
     read_resume_config,
-    read_run_config,
     stop_signals,
     write_run_config,
     write_summary,
@@ -133,9 +132,7 @@ class Trainer:
     ) -> Trainer:
         """Continue a run from its newest checkpoint; ``trust_run_folder``: see :func:`run_state.restore_envs`."""
         run_dir = Path(run_dir)
-        read_run_config(run_dir, "gym")  # a clear error for a folder that is no run, before anything is written
-        lock = lock_run_dir(run_dir)  # one writer: resuming a folder still training stops here
-        saved, cfg = read_resume_config(run_dir, "gym", get_algorithm, "total_steps", total_steps)
+        saved, cfg, lock = read_resume_config(run_dir, "gym", get_algorithm, "total_steps", total_steps)  # locked
         checkpoint = load_latest(run_dir, from_checkpoint)  # never a silent fall back past a damaged one
         if from_checkpoint is not None:
             discard_newer(run_dir, from_checkpoint)  # and says so
@@ -226,12 +223,11 @@ class Trainer:
                         ret=row["episodic_return_mean"],
                         eval=counters["last_eval"],
                     )
-                    # The stop decision goes into the checkpoint: a resume never trains past it.
                     reached = cfg.target_return is not None and counters["target_reached_step"] == counters["env_step"]
                     stop = "target" if reached else "budget" if counters["env_step"] >= cfg.total_steps else None
                     if on_update is not None and on_update(row) and stop is None:  # it sees every row
                         stop = "callback"
-                    if stop is not None:
+                    if stop is not None:  # the stop decision goes into the checkpoint: no resume trains past it
                         counters["stopped"], counters["stopped_update"] = stop, self.update
                     if stop is not None or signalled or self._checkpoint_due():
                         self._save()

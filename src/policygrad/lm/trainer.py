@@ -139,9 +139,7 @@ class LMTrainer:
     ) -> LMTrainer:
         """Continue a run from its newest checkpoint (``updates`` extends its budget)."""
         run_dir = Path(run_dir)
-        runs.read_run_config(run_dir, "lm")  # a clear error for a folder that is no run, before anything is written
-        lock = runs.lock_run_dir(run_dir)  # one writer: resuming a folder still training stops here
-        saved, cfg = runs.read_resume_config(run_dir, "lm", get_algorithm, "updates", updates)
+        saved, cfg, lock = runs.read_resume_config(run_dir, "lm", get_algorithm, "updates", updates)  # locked
         module = get_algorithm(saved["algo"])
         checkpoint = load_latest_lm(run_dir, from_checkpoint)  # never a silent fall back past a damaged one
         if from_checkpoint is not None:
