@@ -34,10 +34,12 @@ class StepCounterEnv(gym.Env):
         return self._obs(), self.reward, terminated, False, {}
 
 
-class MultiDiscreteEnv(StepCounterEnv):
+class DictActionEnv(StepCounterEnv):
+    """Dict actions: a space policygrad refuses, in one line."""
+
     def __init__(self):
         super().__init__()
-        self.action_space = gym.spaces.MultiDiscrete([2, 2])
+        self.action_space = gym.spaces.Dict({"move": gym.spaces.Discrete(2)})
 
 
 TEST_ENVS = {
@@ -50,8 +52,8 @@ TEST_ENVS = {
 for env_id, (kwargs, limit) in TEST_ENVS.items():
     if env_id not in gym.registry:
         gym.register(env_id, entry_point=StepCounterEnv, kwargs=kwargs, max_episode_steps=limit)
-if "policygrad-test/MultiDiscrete-v0" not in gym.registry:
-    gym.register("policygrad-test/MultiDiscrete-v0", entry_point=MultiDiscreteEnv, max_episode_steps=10)
+if "policygrad-test/DictAction-v0" not in gym.registry:
+    gym.register("policygrad-test/DictAction-v0", entry_point=DictActionEnv, max_episode_steps=10)
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ def run(argv, capsys):
     [
         (["train", "ppo", "CartPol-v1"], "did you mean 'CartPole-v1'"),
         (["train", "ppx", "CartPole-v1"], "did you mean 'ppo'"),
-        (["train", "ppo", "policygrad-test/MultiDiscrete-v0", "--out", "{tmp}/md"], "supports Discrete and 1-D Box"),
+        (["train", "ppo", "policygrad-test/DictAction-v0", "--out", "{tmp}/md"], "has action space Dict"),
         (["train", "ppo", "CartPole-v1", "--set", "learning_rate=-1"], "invalid learning_rate = -1.0"),
         (["train", "a2c", "CartPole-v1", "--set", "gamma=1.5"], "invalid gamma = 1.5: allowed (0, 1]"),
         (["train", "ppo", "CartPole-v1", "--set", "minibatch_size=300"], "must divide the batch"),

@@ -112,10 +112,10 @@ def test_inverse_cdf_sampling_matches_categorical_law():
 
 
 def test_noise_depends_on_global_env_index_not_on_split():
-    whole = action_noise(3, 7, range(6), 5, True, 1)
-    parts = torch.cat([action_noise(3, 7, range(0, 2), 5, True, 1), action_noise(3, 7, range(2, 6), 5, True, 1)])
+    whole = action_noise(3, 7, range(6), 5, (), False)
+    parts = torch.cat([action_noise(3, 7, range(0, 2), 5, (), False), action_noise(3, 7, range(2, 6), 5, (), False)])
     torch.testing.assert_close(whole, parts)
-    assert not torch.equal(action_noise(3, 8, range(6), 5, True, 1), whole)
+    assert not torch.equal(action_noise(3, 8, range(6), 5, (), False), whole)
 
 
 def test_noise_is_one_generator_per_env_keyed_by_seed_update_and_index():
@@ -123,9 +123,9 @@ def test_noise_is_one_generator_per_env_keyed_by_seed_update_and_index():
         return torch.Generator().manual_seed(stream_seed(seed, Stream.ACTION_NOISE, update, env_index))
 
     expected = torch.stack([torch.rand(5, generator=keyed(3, 17, i)) for i in range(8)])
-    assert torch.equal(action_noise(3, 17, range(8), 5, True, 2), expected)
+    assert torch.equal(action_noise(3, 17, range(8), 5, (), False), expected)
     expected = torch.stack([torch.randn(5, 2, generator=keyed(3, 17, i)) for i in range(4, 8)])
-    assert torch.equal(action_noise(3, 17, range(4, 8), 5, False, 2), expected)
+    assert torch.equal(action_noise(3, 17, range(4, 8), 5, (2,), True), expected)
 
 
 def test_shards_concatenate_to_the_single_process_rollout():

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical, Distribution, Independent, Normal
 
+from policygrad import heads, spaces
 from policygrad.nets import mlp
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -40,6 +40,17 @@ class AgentSpec:
     action_low: tuple[float, ...] | None = None
     action_high: tuple[float, ...] | None = None
     normalize_obs: bool = False
+    #: "discrete", "multi_discrete", "multi_binary" or "box" (:mod:`policygrad.heads`); "" derives it from ``discrete``.
+    action_kind: str = ""
+    action_nvec: tuple[int, ...] | None = None  # MultiDiscrete: the components' sizes
+    action_start: tuple[int, ...] | None = None  # Discrete/MultiDiscrete ``start`` (None: 0)
+    observation_space: dict[str, Any] | None = None  # JSON of a space seen flattened (None: a flat Box)
+    masked: bool = False  # the env forbids actions by a mask (info["action_mask"] or action_masks())
+
+    @property
+    def kind(self) -> str:
+        """The action head's kind."""
+        return self.action_kind or ("discrete" if self.discrete else "box")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -50,7 +61,7 @@ class AgentSpec:
     def from_dict(cls, data: dict[str, Any]) -> AgentSpec:
         data = dict(data)
         data["hidden_sizes"] = tuple(data["hidden_sizes"])
-        for key in ("action_low", "action_high"):
+        for key in ("action_low", "action_high", "action_nvec", "action_start"):
             if data.get(key) is not None:
                 data[key] = tuple(data[key])
         return cls(**data)
@@ -71,12 +82,12 @@ class Agent(nn.Module):
         self.register_buffer("obs_var", torch.ones(spec.obs_dim, dtype=torch.float64))
 
     # ----- the distributions API (users, losses) -------------------------------------
-    def distribution(self, obs: torch.Tensor) -> Distribution:
-        """π_θ(·|obs): a Categorical, or an Independent Normal for boxes. obs: (B, obs_dim)."""
-        out = self.actor(obs)
-        if self.spec.discrete:
-            return Categorical(logits=out, validate_args=False)
-        return Independent(Normal(out, self.log_std.exp().expand_as(out), validate_args=False), 1)
+    def distribution(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None) -> Any:
+        """π_θ(·|obs) (:mod:`policygrad.heads`): a Categorical, independent categoricals or Bernoullis, or an
+        Independent Normal for boxes. obs: (B, obs_dim); ``action_mask`` (B, width) bool forbids actions.
+        """
+        spec, out = self.spec, heads.masked(self.actor(obs), action_mask)
+        return heads.distribution(spec.kind, out, getattr(self, "log_std", None), spec.action_nvec)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V_φ(obs): (B,). Raises if this agent has no critic."""
@@ -85,46 +96,44 @@ class Agent(nn.Module):
         return self.critic(obs).squeeze(-1)
 
     def evaluate(
-        self, obs: torch.Tensor, actions: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Log-probs (B,), entropies (B,) and values (B,) or None, with gradients."""
-        dist = self.distribution(obs)
+        """Log-probs (B,), entropies (B,) and values (B,) or None, with gradients (under the action mask, if any)."""
+        dist = self.distribution(obs, action_mask)
         values = self.value(obs) if self.critic is not None else None
         return dist.log_prob(actions), dist.entropy(), values
 
     # ----- the rollout's hot path ----------------------------------------------------
-    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def sample(
+        self, obs: torch.Tensor, noise: torch.Tensor, action_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Draw actions from pre-drawn noise: the same law as ``distribution(obs).sample()``.
 
-        noise: (B,) uniforms in [0, 1) for discrete actions (inverse-CDF sampling), or
-        (B, action_dim) standard normals for boxes. Returns actions, log-probs, values.
+        noise: (B,) uniforms in [0, 1) for discrete actions (inverse-CDF sampling), (B, K)
+        uniforms for MultiDiscrete and MultiBinary, or (B, action_dim) standard normals for
+        boxes (:func:`policygrad.heads.noise_shape`). Returns actions, log-probs, values.
 
         The rollout may draw the same law through a kernel's fused forward instead
         (:func:`policygrad.kernels.rollout_sampler`, equal up to float rounding).
         """
-        out = self.actor(obs)
+        out = heads.masked(self.actor(obs), action_mask)
         values = self.critic(obs).squeeze(-1) if self.critic is not None else None
-        if self.spec.discrete:
-            log_probs_all = torch.log_softmax(out, dim=-1)
-            cdf = log_probs_all.exp().cumsum(-1)
-            actions = (cdf <= noise.unsqueeze(-1)).sum(-1).clamp_(max=self.spec.action_dim - 1)
-            return actions, log_probs_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), values
-        log_std = self.log_std
-        actions = out + log_std.exp() * noise
-        log_probs = (-0.5 * noise.pow(2) - log_std - LOG_SQRT_2PI).sum(-1)
+        spec, log_std = self.spec, getattr(self, "log_std", None)
+        actions, log_probs = heads.sample(spec.kind, out, noise, log_std, spec.action_nvec, action_mask)
         return actions, log_probs, values
 
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The deterministic action: argmax for discrete, the mean for boxes."""
-        out = self.actor(obs)
-        return out.argmax(-1) if self.spec.discrete else out
+    def mode(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The deterministic action: argmax for categoricals (among allowed actions), p ≥ ½ for Bernoullis, the mean
+        for boxes."""
+        return heads.mode(self.spec.kind, heads.masked(self.actor(obs), action_mask), self.spec.action_nvec)
 
     def to_env_actions(self, actions: torch.Tensor | np.ndarray) -> np.ndarray:
         """Policy actions (a tensor or its numpy array) as the environment takes them (boxes clipped to bounds)."""
         array = actions.numpy() if isinstance(actions, torch.Tensor) else actions
-        if self.spec.discrete:
-            return array
-        return np.clip(array, self.spec.action_low, self.spec.action_high)
+        spec = self.spec
+        if spec.kind == "box":
+            return np.clip(array, spec.action_low, spec.action_high)
+        return array + np.asarray(spec.action_start, dtype=array.dtype) if spec.action_start else array
 
     def normalize_observation(self, obs: np.ndarray) -> np.ndarray:
         """Apply the saved observation normalisation (as Gymnasium's NormalizeObservation does)."""
@@ -135,22 +144,40 @@ class Agent(nn.Module):
         return (obs - mean) / np.sqrt(var + 1e-8)
 
     # ----- the public API --------------------------------------------------------------
-    def act(self, obs: Any, deterministic: bool = True) -> Any:
+    def act(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> Any:
         """Action(s) for raw observation(s): one observation → one action, a batch → a batch.
 
         Applies the observation normalisation the agent was trained with; continuous
-        actions come back clipped to the action bounds.
+        actions come back clipped to the action bounds. ``action_mask`` (bool, True = allowed,
+        as the env reports it) restricts the choice to the allowed actions.
         """
-        array = np.asarray(obs, dtype=np.float64)
-        single = array.ndim == 1
+        if self.spec.observation_space is not None:  # Dict, Discrete, images of any shape…: flattened as in training
+            space = spaces.from_json(self.spec.observation_space)
+            array = spaces.flatten_batch(space, obs)
+            single = not isinstance(obs, (list, tuple)) and array.shape[0] == 1 and not _looks_batched(space, obs)
+        else:
+            array = np.asarray(obs, dtype=np.float64)
+            single = array.ndim == 1
         batch = self.normalize_observation(array.reshape(-1, self.spec.obs_dim))
         with torch.inference_mode():
             obs_t = torch.as_tensor(batch, dtype=torch.float32)
+            mask = None if action_mask is None else torch.as_tensor(np.asarray(action_mask, dtype=bool))
+            mask = None if mask is None else mask.reshape(obs_t.shape[0], -1)
             if deterministic:
-                actions = self.mode(obs_t)
+                actions = self.mode(obs_t, mask)
             else:
-                actions = self.distribution(obs_t).sample()
+                actions = self.distribution(obs_t, mask).sample()
             env_actions = self.to_env_actions(actions)
         if single:
-            return env_actions[0].item() if self.spec.discrete else env_actions[0]
+            return env_actions[0].item() if self.spec.kind == "discrete" else env_actions[0]
         return env_actions
+
+
+def _looks_batched(space: Any, obs: Any) -> bool:
+    """Whether raw ``obs`` is a batch of observations of a leaf space (Dict and Tuple observations never are)."""
+    import gymnasium as gym
+
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        return False
+    single_ndim = 0 if isinstance(space, gym.spaces.Discrete) else len(space.shape)
+    return np.asarray(obs).ndim == single_ndim + 1

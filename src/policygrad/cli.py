@@ -94,6 +94,27 @@ def run_to_end(trainer: Any, run_dir: str, done: int, total: int, unit: str, dig
     return 0
 
 
+def env_kwargs_of(as_json: str | None, pairs: list[str]) -> dict[str, Any]:
+    """``--env-kwargs JSON`` then each ``--env-kwarg KEY=VALUE`` (VALUE read as JSON where it parses, else text)."""
+    out: dict[str, Any] = {}
+    if as_json:
+        try:
+            out = json.loads(as_json)
+        except ValueError as err:
+            raise PolicygradError(f"--env-kwargs is not valid JSON ({err}): {as_json!r}") from None
+        if not isinstance(out, dict):
+            raise PolicygradError(f"--env-kwargs must be a JSON object such as '{{\"size\": 8}}', got {as_json!r}")
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise PolicygradError(f"--env-kwarg expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line and exit 2, instead of usage + message
         self.exit(2, f"policygrad: error: {message} (see: {self.prog} --help)\n")
@@ -101,6 +122,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from policygrad.config import parse_overrides, read_preset_file
+    from policygrad.env_source import label
     from policygrad.trainer import Trainer, default_run_dir, resolve_config
 
     overrides: dict[str, Any] = parse_overrides(args.set or [])
@@ -113,9 +135,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     ):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
+    env_kwargs = env_kwargs_of(args.env_kwargs, args.env_kwarg or [])
+    if env_kwargs:
+        overrides["env_kwargs"] = env_kwargs
     from_file = read_preset_file(args.preset) if args.preset else None
     cfg, preset_used = resolve_config(args.algo, args.env_id, overrides, from_file)
-    run_dir = Path(args.out) if args.out else default_run_dir(args.algo, args.env_id, cfg.seed)
+    run_dir = Path(args.out) if args.out else default_run_dir(args.algo, label(args.env_id), cfg.seed)
     trainer = Trainer.new(args.algo, cfg, run_dir, preset_used, quiet=args.quiet)
     if not args.quiet:
         source = f"preset policygrad/presets/{args.algo}/{args.env_id}.toml" if preset_used else "defaults (no preset)"
@@ -197,7 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = add_command(sub, "train", _cmd_train, "train an algorithm on a Gymnasium environment")
     train.add_argument("algo", help="reinforce, reinforce-baseline, actor-critic, a2c or ppo")
-    train.add_argument("env_id", help="a Gymnasium environment id, e.g. CartPole-v1")
+    train.add_argument("env_id", help="a Gymnasium id (CartPole-v1), or your own as MODULE:ENV_ID (mypkg.envs:Maze-v0)")
+    train.add_argument("--env-kwargs", metavar="JSON", help="keyword arguments for the environment: '{\"size\": 8}'")
+    train.add_argument(
+        "--env-kwarg", action="append", metavar="KEY=VALUE", help="one environment keyword argument (repeatable)"
+    )
     add_run_arguments(
         train,
         "run folder (default runs/<algo>-<env>-seed<seed>)",

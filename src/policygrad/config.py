@@ -9,6 +9,7 @@ exactly the idea it adds. Presets (tuned values per algorithm and environment) l
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import sys
 import typing
@@ -69,7 +70,13 @@ class RolloutBackendOptions:
 class TrainConfig(RolloutBackendOptions):
     """Settings shared by every algorithm: the environment, the budget, the network, logging."""
 
-    env_id: str = setting("CartPole-v1", help="Gymnasium environment id")
+    env_id: str = setting(
+        "CartPole-v1", help="Gymnasium environment: a registered id, MODULE:ENV_ID, or MODULE:CALLABLE"
+    )
+    env_kwargs: dict[str, Any] | None = setting(None, help="keyword arguments for gym.make, as JSON")
+    action_masking: bool = setting(
+        True, help='use the env\'s action masks (info["action_mask"] or action_masks()) where it gives them'
+    )
     seed: int = setting(0, non_negative, ">= 0", "seed of every random source")
     total_steps: int = setting(100_000, positive, "> 0", "environment steps to train for")
     num_envs: int = setting(8, positive, "> 0", "parallel environments (episodes per update for REINFORCE)")
@@ -168,6 +175,11 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
                 if p.strip()
             ]
             return tuple(int(p) for p in parts)
+        if hint.startswith("dict"):
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            if value is not None and not isinstance(value, dict):
+                raise ValueError
+            return value or None
         if hint.startswith("float") and "None" in hint:
             return None if text.lower() in ("none", "null", "") else float(raw)
         if hint == "bool" or annotation is bool:
@@ -186,6 +198,8 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
             return float(raw)
         return text if not isinstance(raw, str) else raw
     except (TypeError, ValueError):
+        if "dict" in hint:
+            raise PolicygradError(f"invalid value for {name}: {text!r} is not a JSON object") from None
         expected = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(
             getattr(annotation, "__name__", ""), "comma-separated integers" if "tuple" in hint else "a number or none"
         )

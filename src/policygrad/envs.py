@@ -20,8 +20,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.wrappers import vector as vector_wrappers
 
-from policygrad import batched_envs
-from policygrad.errors import PolicygradError, suggest
+from policygrad import batched_envs, env_source, spaces
+from policygrad.errors import PolicygradError
 
 VECTORIZATIONS = ("auto", "batched", "native", "sync", "async")
 
@@ -65,18 +65,13 @@ class EpisodeStatistics(gym.vector.VectorWrapper):
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of ``env_id``, or a clear error suggesting close names."""
-    if env_id not in gym.registry:
-        raise PolicygradError(
-            f"unknown environment '{env_id}'{suggest(env_id, gym.registry.keys())} "
-            '(any registered Gymnasium id works; see: python -c "import gymnasium; gymnasium.pprint_registry()")'
-        )
-    return gym.spec(env_id)
+    """The spec of ``env_id`` (registered here, or ``module:EnvId``), or a clear error suggesting close names."""
+    return gym.spec(env_source.resolve(env_id))
 
 
 @dataclass(frozen=True)
 class EnvInfo:
-    """What the agent needs to know about an environment's spaces."""
+    """What the agent needs to know about an environment's spaces (see :mod:`policygrad.spaces`)."""
 
     obs_dim: int
     discrete: bool
@@ -84,32 +79,69 @@ class EnvInfo:
     action_low: tuple[float, ...] | None
     action_high: tuple[float, ...] | None
     max_episode_steps: int | None
+    action_kind: str = "discrete"
+    action_nvec: tuple[int, ...] | None = None
+    action_start: tuple[int, ...] | None = None
+    #: The observation space as JSON when the policy sees it flattened (None: a flat Box, as it is).
+    observation_space: dict[str, Any] | None = None
 
 
 def describe_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space) -> EnvInfo:
     """Validate the single-env spaces and summarise them, with clear errors."""
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise PolicygradError(
-            f"{env_id} has observation space {observation_space}; policygrad's MLP policies need a flat Box "
-            "(wrap the env with gymnasium.wrappers.FlattenObservation and register it)"
-        )
-    spec = gym.spec(env_id)
-    if isinstance(action_space, gym.spaces.Discrete):
-        if action_space.start != 0:
-            raise PolicygradError(f"{env_id}: Discrete action spaces must start at 0 (got start={action_space.start})")
-        return EnvInfo(observation_space.shape[0], True, int(action_space.n), None, None, spec.max_episode_steps)
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return EnvInfo(
-            observation_space.shape[0],
-            False,
-            action_space.shape[0],
-            tuple(float(x) for x in action_space.low),
-            tuple(float(x) for x in action_space.high),
-            spec.max_episode_steps,
-        )
-    raise PolicygradError(
-        f"{env_id} has action space {action_space}; policygrad supports Discrete and 1-D Box action spaces"
+    refusal = spaces.observation_refusal(observation_space)
+    if refusal is not None:
+        raise PolicygradError(f"{env_id}: {refusal}")
+    action = spaces.describe_action_space(env_id, action_space)
+    flat = spaces.is_flat_vector(observation_space)
+    start = action.get("start")
+    return EnvInfo(
+        obs_dim=int(gym.spaces.flatdim(observation_space)),
+        discrete=action["kind"] == "discrete",
+        action_dim=action["action_dim"],
+        action_low=action.get("low"),
+        action_high=action.get("high"),
+        max_episode_steps=gym.spec(env_id).max_episode_steps,
+        action_kind=action["kind"],
+        action_nvec=action.get("nvec"),
+        action_start=start if start is not None and any(start) else None,
+        observation_space=None if flat else spaces.to_json(observation_space),
     )
+
+
+def provides_action_masks(env_id: str) -> bool:
+    """Whether the env reports which actions are allowed: ``info["action_mask"]`` or an ``action_masks()`` method.
+
+    The two conventions of sb3-contrib's MaskablePPO users; probed on one env, reset once.
+    """
+    env = gym.make(env_id)
+    try:
+        _, info = env.reset(seed=0)
+        return "action_mask" in info or callable(getattr(env.unwrapped, "action_masks", None))
+    finally:
+        env.close()
+
+
+def action_masks(envs: gym.vector.VectorEnv, info: dict[str, Any], width: int) -> np.ndarray:
+    """The allowed actions (N, width) bool after a reset or step; every action where an env gave no mask."""
+    allowed = np.ones((envs.num_envs, width), dtype=bool)
+    if "action_mask" in info:
+        given = info.get("_action_mask", np.ones(envs.num_envs, dtype=bool))
+        for i in np.flatnonzero(given):
+            allowed[i] = np.asarray(info["action_mask"][i], dtype=bool).reshape(-1)
+    else:
+        for i, mask in enumerate(envs.unwrapped.call("action_masks")):
+            allowed[i] = np.asarray(mask, dtype=bool).reshape(-1)
+    empty = np.flatnonzero(~allowed.any(-1))
+    if empty.size:
+        raise PolicygradError(f"env {int(empty[0])} allows no action at all (its action mask is all False)")
+    return allowed
+
+
+def flat_observations(envs: gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+    """``envs`` with observations flattened to one float vector each, where they are not already (Dict, …)."""
+    if spaces.is_flat_vector(envs.single_observation_space):
+        return envs
+    return vector_wrappers.FlattenObservation(envs)
 
 
 def resolve_vectorization(env_id: str, vectorization: str) -> str:
@@ -165,6 +197,7 @@ def make_envs(
     except gym.error.Error as err:
         raise PolicygradError(f"could not create {env_id}: {err}") from None
     info = describe_spaces(spec.id, envs.single_observation_space, envs.single_action_space)
+    envs = flat_observations(envs)
     if not getattr(envs, "records_episode_statistics", False):
         envs = EpisodeStatistics(envs)
     if normalize_obs:

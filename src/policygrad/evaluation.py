@@ -10,9 +10,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policygrad import batched_envs
+from policygrad import batched_envs, env_source, heads
 from policygrad.agent import Agent
 from policygrad.checkpoint import load_latest
+from policygrad.envs import action_masks, flat_observations
 from policygrad.runs import read_run_config
 
 EVAL_SEED_OFFSET = 1_000_003
@@ -34,10 +35,11 @@ def evaluate(
     envs = batched_envs.replica(env_id, episodes)  # steps exactly as the SyncVectorEnv below, faster
     if envs is None:
         fns = [functools.partial(gym.make, env_id) for _ in range(episodes)]
-        envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+        envs = flat_observations(gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP))
     limit = max_steps or gym.spec(env_id).max_episode_steps or 10_000
     try:
-        obs, _ = envs.reset(seed=[seed + EVAL_SEED_OFFSET + i for i in range(episodes)])
+        obs, info = envs.reset(seed=[seed + EVAL_SEED_OFFSET + i for i in range(episodes)])
+        masked, width = agent.spec.masked, agent.spec.action_dim
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         generator = torch.Generator().manual_seed(seed)
@@ -45,16 +47,15 @@ def evaluate(
             for _ in range(limit):
                 obs_t = torch.as_tensor(agent.normalize_observation(obs), dtype=torch.float32)
                 if deterministic:
-                    actions = agent.mode(obs_t)
+                    allowed = torch.from_numpy(action_masks(envs, info, width)) if masked else None
+                    actions = agent.mode(obs_t, allowed)
                 else:
                     spec = agent.spec
-                    noise = (
-                        torch.rand(episodes, generator=generator)
-                        if spec.discrete
-                        else torch.randn(episodes, spec.action_dim, generator=generator)
-                    )
-                    actions = agent.sample(obs_t, noise)[0]
-                obs, reward, term, trunc, _ = envs.step(agent.to_env_actions(actions))
+                    shape, normal = heads.noise_shape(spec.kind, spec.action_dim, spec.action_nvec)
+                    noise = (torch.randn if normal else torch.rand)(episodes, *shape, generator=generator)
+                    allowed = torch.from_numpy(action_masks(envs, info, width)) if masked else None
+                    actions = agent.sample(obs_t, noise, allowed)[0]
+                obs, reward, term, trunc, info = envs.step(agent.to_env_actions(actions))
                 returns += np.where(running, reward, 0.0)
                 running &= ~(term | trunc)
                 if not running.any():
@@ -72,7 +73,7 @@ def evaluate_run(
     checkpoint = load_latest(Path(run_dir), from_checkpoint)  # a newest one that cannot be read is an error
     agent = checkpoint.build_agent()
     env_id = saved["config"]["env_id"]
-    returns = evaluate(agent, env_id, episodes, seed)
+    returns = evaluate(agent, env_source.resolve(env_id, saved["config"].get("env_kwargs")), episodes, seed)
     return {
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),

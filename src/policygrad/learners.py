@@ -72,6 +72,7 @@ class Batch:
     advantages: torch.Tensor
     returns: torch.Tensor
     mask: torch.Tensor
+    action_masks: torch.Tensor | None = None  # (B, width) bool: the actions the env allowed (None: no mask)
 
     @classmethod
     def of(cls, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
@@ -84,6 +85,7 @@ class Batch:
             advantages=advantages.reshape(-1),
             returns=returns.reshape(-1),
             mask=rollout.mask.reshape(-1),
+            action_masks=rollout.flat("action_masks"),
         )
 
     def __len__(self) -> int:
@@ -91,12 +93,13 @@ class Batch:
 
     def take(self, index: torch.Tensor) -> Batch:
         """The samples at ``index`` (a permutation, or any index tensor), in that order."""
-        return Batch(*(getattr(self, f.name)[index] for f in fields(self)))
+        return Batch(*(None if (t := getattr(self, f.name)) is None else t[index] for f in fields(self)))
 
     def split(self, size: int) -> Iterator[Batch]:
         """Consecutive minibatches of ``size`` samples (views, no copies)."""
         for start in range(0, len(self), size):
-            yield Batch(*(getattr(self, f.name)[start : start + size] for f in fields(self)))
+            part = slice(start, start + size)
+            yield Batch(*(None if (t := getattr(self, f.name)) is None else t[part] for f in fields(self)))
 
     def with_advantages(self, advantages: torch.Tensor) -> Batch:
         return replace(self, advantages=advantages)
@@ -148,7 +151,7 @@ class AutogradLearner:
     def step(self, batch: Batch, terms: LossTerms) -> StepMetrics:
         """Minimise ``terms`` on ``batch`` by one gradient step; raises before stepping on a NaN/inf."""
         mask = batch.mask
-        log_probs, entropy, values = self.agent.evaluate(batch.observations, batch.actions)
+        log_probs, entropy, values = self.agent.evaluate(batch.observations, batch.actions, batch.action_masks)
         if terms.clip_coef is None:
             loss, metrics = policy_gradient_loss(log_probs, batch.advantages, mask)
         else:
@@ -167,7 +170,7 @@ class AutogradLearner:
         metrics["grad_norm"] = gradient_step(self.agent, self.optimizer, loss, terms.max_grad_norm)
         if terms.kl_after_step:
             with torch.no_grad():
-                new_log_probs = self.agent.distribution(batch.observations).log_prob(batch.actions)
+                new_log_probs = self.agent.distribution(batch.observations, batch.action_masks).log_prob(batch.actions)
             metrics["approx_kl"] = _k3_kl(new_log_probs, batch.old_log_probs, mask)
         return StepMetrics(**metrics)
 

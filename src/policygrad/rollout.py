@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from policygrad import envs as envs_lib
+from policygrad import heads
 from policygrad.agent import Agent
 from policygrad.seeding import Stream, seed_of_key, stream_seed
 
@@ -40,6 +41,7 @@ class Rollout:
     mask          (N, T) bool     the step is real (False: a reset step or padding)
     next_values   (N, T)          V of the observation after the step; for a truncated
                                   step, V(true final observation)
+    action_masks  (N, T, width)   bool, the actions the env allowed (None: no mask)
     ============  ==============  =====================================================
     """
 
@@ -52,6 +54,8 @@ class Rollout:
     truncated: torch.Tensor
     mask: torch.Tensor
     next_values: torch.Tensor
+    # keyword-only, so that subclasses (token rollouts) add required fields after it
+    action_masks: torch.Tensor | None = field(default=None, kw_only=True)
 
     @property
     def done(self) -> torch.Tensor:
@@ -70,18 +74,26 @@ class Rollout:
     def flat(self, name: str) -> torch.Tensor:
         """A field with (N, T) merged into one batch dimension."""
         tensor = getattr(self, name)
-        return tensor.reshape(-1, *tensor.shape[2:])
+        return None if tensor is None else tensor.reshape(-1, *tensor.shape[2:])
 
     @staticmethod
     def concat(shards: Sequence[Rollout]) -> Rollout:
         """Join shards collected on disjoint env ranges, in env order, along N."""
-        return Rollout(**{f.name: torch.cat([getattr(s, f.name) for s in shards]) for f in fields(Rollout)})
+
+        def joined(name: str) -> torch.Tensor | None:
+            parts = [getattr(s, name) for s in shards]
+            return None if parts[0] is None else torch.cat(parts)
+
+        return Rollout(**{f.name: joined(f.name) for f in fields(Rollout)})
 
 
 def action_noise(
-    seed: int, update: int, env_indices: Sequence[int], steps: int, discrete: bool, action_dim: int
+    seed: int, update: int, env_indices: Sequence[int], steps: int, shape: tuple[int, ...], normal: bool
 ) -> torch.Tensor:
-    """Pre-drawn sampling noise (N, T) uniforms or (N, T, action_dim) normals.
+    """Pre-drawn sampling noise (N, T, *shape): standard normals if ``normal``, else uniforms in [0, 1).
+
+    ``shape`` and ``normal`` per action come from :func:`policygrad.heads.noise_shape`: () uniforms
+    for Discrete, (K,) uniforms for MultiDiscrete and MultiBinary, (action_dim,) normals for Box.
 
     Keyed by (seed, update, global env index), never by process or worker, so any split
     of the environments across workers draws the same actions.
@@ -91,10 +103,8 @@ def action_noise(
     prefix, generator, out = f"{seed}/{int(Stream.ACTION_NOISE)}/{update}/", torch.Generator(), []
     for env_index in env_indices:
         generator.manual_seed(seed_of_key(f"{prefix}{env_index}"))
-        if discrete:
-            out.append(torch.rand(steps, generator=generator))
-        else:
-            out.append(torch.randn(steps, action_dim, generator=generator))
+        draw = torch.randn if normal else torch.rand
+        out.append(draw(steps, *shape, generator=generator))
     return torch.stack(out)
 
 
@@ -104,7 +114,7 @@ def _zero_padding(rollout: Rollout) -> Rollout:
     out = {}
     for f in fields(Rollout):
         tensor = getattr(rollout, f.name)
-        if f.name != "mask":
+        if tensor is not None and f.name != "mask":
             tensor = tensor.masked_fill(padding.reshape(*padding.shape, *(1,) * (tensor.dim() - 2)), 0)
         out[f.name] = tensor
     return Rollout(**out)
@@ -131,6 +141,8 @@ class RolloutCollector:
         self.agent = agent
         #: A kernel's fused policy forward (:func:`policygrad.kernels.rollout_sampler`), or None: ``agent.sample``.
         self.sampler = sampler
+        #: The actions each env allows now (N, width) bool, where the agent uses the env's action masks.
+        self.action_mask: np.ndarray | None = None
         self.seed = seed
         self.num_envs = envs.num_envs
         self.env_indices = list(env_indices) if env_indices is not None else list(range(self.num_envs))
@@ -140,8 +152,9 @@ class RolloutCollector:
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=return_window)
 
     def reset(self, seed: int | list[int] | None) -> None:
-        obs, _ = self.envs.reset(seed=seed)
+        obs, info = self.envs.reset(seed=seed)
         self.obs = np.asarray(obs, dtype=np.float32)
+        self.action_mask = self._masks(info)
         self.prev_done[:] = False
 
     # ----- collection ------------------------------------------------------------------
@@ -167,13 +180,14 @@ class RolloutCollector:
     def _run(self, steps: int, update: int, episodes: bool) -> Rollout:
         agent, envs, n = self.agent, self.envs, self.num_envs
         spec = agent.spec
-        noise = action_noise(self.seed, update, self.env_indices, steps, spec.discrete, spec.action_dim)
+        shape, normal = heads.noise_shape(spec.kind, spec.action_dim, spec.action_nvec)
+        noise = action_noise(self.seed, update, self.env_indices, steps, shape, normal)
         # The agent does not change during a rollout: ready the fused forward once (the same
         # numbers as agent.sample, without re-checking the agent at every step).
         fused = self.sampler.ready() if self.sampler is not None else None
-        action_shape, action_dtype = ((), np.int64) if spec.discrete else ((spec.action_dim,), np.float32)
+        action_shape, action_dtype = shape, (np.float32 if spec.kind == "box" else np.int64)
         critic = agent.critic is not None
-        if fused is not None and spec.discrete:
+        if fused is not None and spec.kind == "discrete":
             noise = noise.unsqueeze(-1)  # (N, T, 1): the (B, 1) uniforms FusedAgent.draw takes
         # (T, N, ...) then one tensor per step: indexing a Python list is free, a tensor's is not.
         noise = noise.transpose(0, 1).contiguous().unbind(0)
@@ -181,7 +195,8 @@ class RolloutCollector:
         def policy_step(obs: torch.Tensor, u: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             """Actions, log-probs and values (or None) as numpy arrays (B, ...), (B,), (B,)."""
             if fused is None:
-                actions, log_probs, values = agent.sample(obs, u)
+                allowed = None if self.action_mask is None else torch.from_numpy(self.action_mask)
+                actions, log_probs, values = agent.sample(obs, u, allowed)
                 return actions.numpy(), log_probs.numpy(), None if values is None else values.numpy()
             actions, log_probs, out = fused.draw(obs, u)
             out_np = out.numpy()
@@ -200,6 +215,7 @@ class RolloutCollector:
         terminated = np.zeros((n, steps), dtype=bool)
         truncated = np.zeros((n, steps), dtype=bool)
         mask = np.zeros((n, steps), dtype=bool)
+        action_masks = np.ones((n, steps, spec.action_dim), dtype=bool) if self.action_mask is not None else None
         finished = np.zeros(n, dtype=bool)
         obs = self.obs
         prev_done = self.prev_done
@@ -207,6 +223,8 @@ class RolloutCollector:
         with torch.inference_mode():
             for t in range(steps):
                 observations[:, t] = obs
+                if action_masks is not None:
+                    action_masks[:, t] = self.action_mask
                 action, log_probs[:, t], value = policy_step(torch.from_numpy(obs), noise[t])
                 actions[:, t] = action
                 if critic:
@@ -216,6 +234,8 @@ class RolloutCollector:
                 valid = ~(prev_done | finished) if episodes else ~prev_done
                 mask[:, t] = valid
                 obs, reward, term, trunc, info = envs.step(agent.to_env_actions(action))
+                if action_masks is not None:
+                    self.action_mask = self._masks(info)
                 obs = np.asarray(obs, dtype=np.float32)
                 rewards[:, t] = reward
                 terminated[:, t] = term
@@ -247,7 +267,13 @@ class RolloutCollector:
             truncated=torch.from_numpy(truncated[:, sl]),
             mask=torch.from_numpy(mask[:, sl]),
             next_values=values_all[:, 1 : length + 1],
+            action_masks=None if action_masks is None else torch.from_numpy(action_masks[:, sl]),
         )
+
+    def _masks(self, info: dict[str, Any]) -> np.ndarray | None:
+        """The env's action masks after a reset or step, where the agent was built to use them."""
+        spec = self.agent.spec
+        return envs_lib.action_masks(self.envs, info, spec.action_dim) if spec.masked else None
 
     def _record_episodes(self, info: dict[str, Any], valid: np.ndarray) -> None:
         if "episode" not in info:
@@ -266,6 +292,7 @@ class RolloutCollector:
         return {
             "obs": None if self.obs is None else self.obs.tolist(),
             "prev_done": self.prev_done.tolist(),
+            "action_mask": None if self.action_mask is None else self.action_mask.tolist(),
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
         }
@@ -276,3 +303,5 @@ class RolloutCollector:
         if with_env_state and state["obs"] is not None:
             self.obs = np.asarray(state["obs"], dtype=np.float32)
             self.prev_done = np.asarray(state["prev_done"], dtype=bool)
+            if state.get("action_mask") is not None:
+                self.action_mask = np.asarray(state["action_mask"], dtype=bool)

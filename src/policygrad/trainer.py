@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from policygrad import env_faults, kernels, run_state
+from policygrad import env_faults, env_source, kernels, run_state
 from policygrad import envs as envs_lib
 from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
@@ -57,12 +57,13 @@ def resolve_config(
     Returns ``(config, preset_used)``.
     """
     module = get_algorithm(algo)
-    envs_lib.check_env_id(env_id)
-    preset = load_preset(algo, env_id)
+    preset = load_preset(algo, env_id) if ":" not in env_id else None
     values: dict[str, Any] = dict(preset or {}) if from_file is None else dict(from_file)
     values.update(overrides)
     values["env_id"] = env_id
-    return build_config(module.Config, values), preset is not None
+    cfg = build_config(module.Config, values)
+    env_source.resolve(cfg.env_id, cfg.env_kwargs)  # an unknown or unimportable environment fails here, in one line
+    return cfg, preset is not None
 
 
 class Trainer:
@@ -74,6 +75,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = run_dir
         self.quiet = quiet
+        #: The environment's id registered in this process (``env_id`` made with ``env_kwargs``).
+        self.env_key = env_source.resolve(cfg.env_id, cfg.env_kwargs)
         self.history: list[dict[str, Any]] = []
         self.counters: dict[str, Any] = {
             "env_step": 0,
@@ -112,6 +115,13 @@ class Trainer:
                 action_low=self.info.action_low,
                 action_high=self.info.action_high,
                 normalize_obs=cfg.normalize_obs,
+                action_kind=self.info.action_kind,
+                action_nvec=self.info.action_nvec,
+                action_start=self.info.action_start,
+                observation_space=self.info.observation_space,
+                masked=cfg.action_masking
+                and self.info.action_kind in ("discrete", "multi_discrete")
+                and envs_lib.provides_action_masks(self.env_key),
             )
         )
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -167,9 +177,9 @@ class Trainer:
 
     def _make_envs(self) -> None:
         cfg = self.cfg
-        self.vectorization = envs_lib.resolve_vectorization(cfg.env_id, cfg.vectorization)
+        self.vectorization = envs_lib.resolve_vectorization(self.env_key, cfg.vectorization)
         self.envs, self.info = envs_lib.make_envs(
-            cfg.env_id,
+            self.env_key,
             cfg.num_envs,
             self.vectorization,
             gamma=cfg.gamma,
@@ -318,7 +328,7 @@ class Trainer:
             return
         start = time.perf_counter()
         self._sync_normalizer()
-        returns = evaluate(self.agent, cfg.env_id, cfg.eval_episodes, cfg.seed)
+        returns = evaluate(self.agent, self.env_key, cfg.eval_episodes, cfg.seed)
         counters["eval_seconds"] += time.perf_counter() - start
         mean = float(returns.mean())
         counters["last_eval"] = mean
@@ -359,7 +369,7 @@ class Trainer:
         if counters["last_eval"] is None or (self.history and self.history[-1].get("eval_return_mean") is None):
             start = time.perf_counter()
             self._sync_normalizer()
-            returns = evaluate(self.agent, cfg.env_id, cfg.eval_episodes, cfg.seed)
+            returns = evaluate(self.agent, self.env_key, cfg.eval_episodes, cfg.seed)
             counters["eval_seconds"] += time.perf_counter() - start
             counters["last_eval"], counters["last_eval_std"] = float(returns.mean()), float(returns.std())
         summary = {
@@ -405,16 +415,27 @@ class Trainer:
 
 
 def train(
-    algo: str, env_id: str = "CartPole-v1", *, out: str | Path | None = None, quiet: bool = True, **overrides: Any
+    algo: str,
+    env_id: str | Callable[[], Any] = "CartPole-v1",
+    *,
+    out: str | Path | None = None,
+    quiet: bool = True,
+    **overrides: Any,
 ) -> tuple[Agent, list[dict[str, Any]]]:
     """Train ``algo`` on ``env_id``; returns ``(agent, history)`` (one dict per update).
+
+    ``env_id``: a registered id, ``"module:EnvId"``, or a top-level function of an importable
+    module that returns a ``gymnasium.Env`` (recorded as ``"module:function"`` so that eval and
+    resume rebuild it); ``env_kwargs={...}`` passes keyword arguments to the environment.
 
     Hyperparameters come from the shipped preset for the pair when one exists, then
     from ``overrides`` (any config field, e.g. ``total_steps=50_000``). The run folder
     (``out``, default ``runs/<algo>-<env>-seed<seed>``) gets the usual logs and checkpoints.
     """
+    if callable(env_id):  # a function that makes the env: recorded by its importable name
+        env_id = env_source.name_of_callable(env_id)
     cfg, preset_used = resolve_config(algo, env_id, overrides)
-    run_dir = Path(out) if out is not None else default_run_dir(algo, env_id, cfg.seed)
+    run_dir = Path(out) if out is not None else default_run_dir(algo, env_source.label(env_id), cfg.seed)
     return Trainer.new(algo, cfg, run_dir, preset_used, quiet=quiet).run()
 
 

@@ -29,7 +29,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from policygrad import env_state
+from policygrad import env_source, env_state
 from policygrad.agent import Agent, AgentSpec
 from policygrad.distributed.ray_workers import (
     STARTUP_TIMEOUT,
@@ -170,7 +170,7 @@ class RayCollector(UsesWorkerGroup):
         # Each worker's state before the next batch, kept only when workers may be recreated.
         self._states: list[dict[str, Any]] | None = None
         self._next_update = 0
-        env_spec = gym.spec(cfg.env_id)
+        env_spec = gym.spec(env_source.resolve(cfg.env_id, cfg.env_kwargs))
         self.group = WorkerGroup(
             RolloutWorker,
             self.shards,

@@ -125,10 +125,18 @@ class FullWidthAgent:
         full[self.rows] = x
         return full
 
-    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def sample(
+        self, obs: torch.Tensor, noise: torch.Tensor, action_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         fused = self.sampler.ready() if self.sampler is not None else None
-        sample = fused.sample if fused is not None else self.agent.sample
-        actions, log_probs, values = sample(self._widen(obs), self._widen(noise))
+        if fused is not None:
+            actions, log_probs, values = fused.sample(self._widen(obs), self._widen(noise))
+        elif action_mask is not None:  # the other rows' masks are all False: padding, never read
+            actions, log_probs, values = self.agent.sample(
+                self._widen(obs), self._widen(noise), self._widen(action_mask)
+            )
+        else:
+            actions, log_probs, values = self.agent.sample(self._widen(obs), self._widen(noise))
         return actions[self.rows], log_probs[self.rows], None if values is None else values[self.rows]
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
@@ -199,6 +207,9 @@ def pad_steps(rollout: Rollout, steps: int) -> Rollout:
     out = {}
     for f in fields(Rollout):
         tensor = getattr(rollout, f.name)
+        if tensor is None:
+            out[f.name] = None
+            continue
         pad = tensor.new_zeros((tensor.shape[0], missing, *tensor.shape[2:]))
         out[f.name] = torch.cat([tensor, pad], dim=1)
     return Rollout(**out)

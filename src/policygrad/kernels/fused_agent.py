@@ -51,6 +51,8 @@ def agent_refusal(agent: Any) -> str | None:
     spec = getattr(agent, "spec", None)
     if spec is None or not hasattr(agent, "actor"):
         return "not a policygrad MLP agent"
+    if spec.kind not in ("discrete", "box") or getattr(spec, "masked", False):
+        return "action masks" if spec.kind in ("discrete", "box") else f"{spec.kind} actions (it serves Discrete, Box)"
     if spec.activation not in ACTIVATIONS:
         return f"activation {spec.activation} (it serves {', '.join(ACTIVATIONS)})"
     actor, critic = linears(agent.actor), linears(agent.critic)
