@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from policygrad import heads, spaces
+from policygrad import encoders, heads, spaces
 from policygrad.nets import mlp
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -68,13 +68,20 @@ class AgentSpec:
 
 
 class Agent(nn.Module):
-    """Actor (and optional critic) MLPs over flat observations."""
+    """Actor (and optional critic) MLPs over flat observations, behind one shared encoder where there are images.
+
+    ``encoder`` (:mod:`policygrad.encoders`) is None for observations without images: the
+    MLPs then take the flat observation as it is.
+    """
 
     def __init__(self, spec: AgentSpec) -> None:
         super().__init__()
         self.spec = spec
-        self.actor = mlp(spec.obs_dim, spec.hidden_sizes, spec.action_dim, spec.activation, out_gain=0.01)
-        self.critic = mlp(spec.obs_dim, spec.hidden_sizes, 1, spec.activation, 1.0) if spec.critic else None
+        space = spaces.from_json(spec.observation_space) if spec.observation_space is not None else None
+        self.encoder = encoders.build(space)
+        width = spec.obs_dim if self.encoder is None else self.encoder.out_features
+        self.actor = mlp(width, spec.hidden_sizes, spec.action_dim, spec.activation, out_gain=0.01)
+        self.critic = mlp(width, spec.hidden_sizes, 1, spec.activation, 1.0) if spec.critic else None
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.action_dim,), float(spec.init_log_std)))
         # Observation-normalisation statistics, so a loaded agent acts on raw observations.
@@ -82,25 +89,34 @@ class Agent(nn.Module):
         self.register_buffer("obs_var", torch.ones(spec.obs_dim, dtype=torch.float64))
 
     # ----- the distributions API (users, losses) -------------------------------------
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the actor and critic take: the flat observations, or the encoder's features of them."""
+        return obs if self.encoder is None else self.encoder(obs)
+
     def distribution(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None) -> Any:
         """π_θ(·|obs) (:mod:`policygrad.heads`): a Categorical, independent categoricals or Bernoullis, or an
         Independent Normal for boxes. obs: (B, obs_dim); ``action_mask`` (B, width) bool forbids actions.
         """
-        spec, out = self.spec, heads.masked(self.actor(obs), action_mask)
+        return self.policy(self.features(obs), action_mask)
+
+    def policy(self, features: torch.Tensor, action_mask: torch.Tensor | None = None) -> Any:
+        """π_θ from the encoder's features (:meth:`features`)."""
+        spec, out = self.spec, heads.masked(self.actor(features), action_mask)
         return heads.distribution(spec.kind, out, getattr(self, "log_std", None), spec.action_nvec)
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V_φ(obs): (B,). Raises if this agent has no critic."""
         if self.critic is None:
             raise RuntimeError("this agent has no critic (REINFORCE uses V ≡ 0)")
-        return self.critic(obs).squeeze(-1)
+        return self.critic(self.features(obs)).squeeze(-1)
 
     def evaluate(
         self, obs: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Log-probs (B,), entropies (B,) and values (B,) or None, with gradients (under the action mask, if any)."""
-        dist = self.distribution(obs, action_mask)
-        values = self.value(obs) if self.critic is not None else None
+        x = self.features(obs)  # once, for both networks
+        dist = self.policy(x, action_mask)
+        values = self.critic(x).squeeze(-1) if self.critic is not None else None
         return dist.log_prob(actions), dist.entropy(), values
 
     # ----- the rollout's hot path ----------------------------------------------------
@@ -116,8 +132,9 @@ class Agent(nn.Module):
         The rollout may draw the same law through a kernel's fused forward instead
         (:func:`policygrad.kernels.rollout_sampler`, equal up to float rounding).
         """
-        out = heads.masked(self.actor(obs), action_mask)
-        values = self.critic(obs).squeeze(-1) if self.critic is not None else None
+        x = self.features(obs)
+        out = heads.masked(self.actor(x), action_mask)
+        values = self.critic(x).squeeze(-1) if self.critic is not None else None
         spec, log_std = self.spec, getattr(self, "log_std", None)
         actions, log_probs = heads.sample(spec.kind, out, noise, log_std, spec.action_nvec, action_mask)
         return actions, log_probs, values
@@ -125,7 +142,8 @@ class Agent(nn.Module):
     def mode(self, obs: torch.Tensor, action_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The deterministic action: argmax for categoricals (among allowed actions), p ≥ ½ for Bernoullis, the mean
         for boxes."""
-        return heads.mode(self.spec.kind, heads.masked(self.actor(obs), action_mask), self.spec.action_nvec)
+        out = heads.masked(self.actor(self.features(obs)), action_mask)
+        return heads.mode(self.spec.kind, out, self.spec.action_nvec)
 
     def to_env_actions(self, actions: torch.Tensor | np.ndarray) -> np.ndarray:
         """Policy actions (a tensor or its numpy array) as the environment takes them (boxes clipped to bounds)."""

@@ -197,6 +197,12 @@ def make_envs(
     except gym.error.Error as err:
         raise PolicygradError(f"could not create {env_id}: {err}") from None
     info = describe_spaces(spec.id, envs.single_observation_space, envs.single_action_space)
+    if normalize_obs and spaces.has_images(envs.single_observation_space):
+        envs.close()
+        raise PolicygradError(
+            f"{env_id}: normalize_obs would rescale image pixels, which the CNN encoder already scales by 1/255; "
+            "drop --set normalize_obs=true (or normalise the vector parts in a wrapper of your env)"
+        )
     envs = flat_observations(envs)
     if not getattr(envs, "records_episode_statistics", False):
         envs = EpisodeStatistics(envs)

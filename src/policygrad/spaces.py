@@ -4,7 +4,8 @@ Observations reach the policy as one flat float vector: a Box of any shape is fl
 a Discrete observation one-hot encoded, MultiBinary and MultiDiscrete as numbers, and the
 keys of a Dict or the items of a Tuple concatenated in order — Gymnasium's own
 ``spaces.flatten`` (the vector env wears Gymnasium's ``FlattenObservation``). The agent keeps
-the space, so ``agent.act(raw_observation)`` flattens the same way.
+the space, so ``agent.act(raw_observation)`` flattens the same way, and its encoder cuts
+images (:func:`is_image`) back out of the vector for a CNN (:mod:`policygrad.encoders`).
 
 Actions: Discrete (any ``start``), MultiDiscrete, MultiBinary and 1-D Box (see
 :mod:`policygrad.heads`). Anything else is refused in one line that names the space.
@@ -28,11 +29,23 @@ def observation_refusal(space: gym.Space) -> str | None:
         return next((r for s in space.spaces.values() if (r := observation_refusal(s))), None)
     if isinstance(space, gym.spaces.Tuple):
         return next((r for s in space.spaces if (r := observation_refusal(s))), None)
-    if isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3:
-        return f"image observations {space} need a CNN encoder, which policygrad does not have yet"
     if not isinstance(space, FLAT_LEAVES):
         return f"observation space {type(space).__name__} ({space}) is not supported"
     return None
+
+
+def is_image(space: gym.Space) -> bool:
+    """An image: a ``uint8`` Box of three dims (H×W×C or C×H×W, :func:`policygrad.encoders.channels_first`)."""
+    return isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) == 3
+
+
+def has_images(space: gym.Space) -> bool:
+    """Whether an image is in ``space`` (itself, or a key or item of a Dict or Tuple, at any depth)."""
+    if isinstance(space, gym.spaces.Dict):
+        return any(has_images(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return any(has_images(s) for s in space.spaces)
+    return is_image(space)
 
 
 def is_flat_vector(space: gym.Space) -> bool:
@@ -78,11 +91,17 @@ def to_json(space: gym.Space) -> dict[str, Any]:
     assert isinstance(space, gym.spaces.Box)
     return {
         "type": "Box",
-        "low": space.low.tolist(),
-        "high": space.high.tolist(),
+        "low": _bound(space.low),
+        "high": _bound(space.high),
         "shape": list(space.shape),
         "dtype": str(space.dtype),
     }
+
+
+def _bound(values: np.ndarray) -> Any:
+    """A Box bound as JSON: one number where every entry is the same (an image's 0 and 255), else the list."""
+    flat = values.reshape(-1)
+    return flat[0].item() if flat.size and (flat == flat[0]).all() else values.tolist()
 
 
 def from_json(data: dict[str, Any]) -> gym.Space:
@@ -99,8 +118,9 @@ def from_json(data: dict[str, Any]) -> gym.Space:
     if kind == "MultiDiscrete":
         return gym.spaces.MultiDiscrete(data["nvec"], start=data["start"])
     dtype = np.dtype(data["dtype"])
-    low = np.asarray(data["low"], dtype=dtype)
-    return gym.spaces.Box(low, np.asarray(data["high"], dtype=dtype), tuple(data["shape"]), dtype)
+    shape = tuple(data["shape"])
+    low, high = (np.broadcast_to(np.asarray(data[k], dtype=dtype), shape) for k in ("low", "high"))
+    return gym.spaces.Box(low, high, shape, dtype)
 
 
 def flatten_batch(space: gym.Space, observations: Any) -> np.ndarray:
@@ -118,4 +138,13 @@ def _is_batch(space: gym.Space, observations: Any) -> bool:
     return array.ndim == single_ndim + 1
 
 
-__all__ = ["describe_action_space", "flatten_batch", "from_json", "is_flat_vector", "observation_refusal", "to_json"]
+__all__ = [
+    "describe_action_space",
+    "flatten_batch",
+    "from_json",
+    "has_images",
+    "is_flat_vector",
+    "is_image",
+    "observation_refusal",
+    "to_json",
+]

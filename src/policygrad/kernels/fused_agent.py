@@ -44,13 +44,13 @@ def linears(seq: nn.Module | None) -> list[nn.Linear]:
 
 
 def agent_refusal(agent: Any) -> str | None:
-    """Why the layout cannot hold this agent, or None when it can.
-
-    Served: policygrad's MLP agents with tanh or ReLU, float32 on CPU, every parameter trained.
-    """
+    """Why the layout cannot hold this agent, or None when it can. Served: policygrad's MLP agents over flat
+    observations (no image encoder) with tanh or ReLU, float32 on CPU, every parameter trained."""
     spec = getattr(agent, "spec", None)
     if spec is None or not hasattr(agent, "actor"):
         return "not a policygrad MLP agent"
+    if getattr(agent, "encoder", None) is not None:
+        return "image observations (it holds MLPs only; the CNN encoder trains under autograd)"
     if spec.kind not in ("discrete", "box") or getattr(spec, "masked", False):
         return "action masks" if spec.kind in ("discrete", "box") else f"{spec.kind} actions (it serves Discrete, Box)"
     if spec.activation not in ACTIVATIONS:
@@ -299,6 +299,10 @@ class FusedAgent:
             with torch.inference_mode(False):
                 self._learning_buffers()
         state = optimizer.state
+        # Adopted already (the state holds our views: checked on its first and last parameter).
+        ends = ((params[0], 0), (params[-1], -1))
+        if all((s := state.get(p)) is not None and s.get("step") is self.step_views[i] for p, i in ends):
+            return
         if all(
             (s := state.get(p)) is not None
             and s.get("exp_avg") is m
