@@ -299,10 +299,6 @@ class FusedAgent:
             with torch.inference_mode(False):
                 self._learning_buffers()
         state = optimizer.state
-        # Adopted already (the state holds our views: checked on its first and last parameter).
-        ends = ((params[0], 0), (params[-1], -1))
-        if all((s := state.get(p)) is not None and s.get("step") is self.step_views[i] for p, i in ends):
-            return
         if all(
             (s := state.get(p)) is not None
             and s.get("exp_avg") is m
