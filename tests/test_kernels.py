@@ -14,7 +14,7 @@ from policygrad.algorithms import ppo
 from policygrad.config import build_config
 from policygrad.envs import make_envs
 from policygrad.kernels import small_batch
-from policygrad.kernels.fused_agent import agent_parameters
+from policygrad.kernels.eligibility import agent_parameters
 from policygrad.kernels.fused_mlp import FusedSampler, fused_form, invalidate
 from policygrad.rollout import RolloutCollector
 

@@ -181,3 +181,16 @@ def test_policy_loss_reaches_only_actor_and_value_loss_only_critic():
     v_loss.backward()
     assert all(p.grad is None for p in agent.actor.parameters()) and agent.log_std.grad is None
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in agent.critic.parameters())
+
+
+def test_normalize_rows_standardises_each_row_as_normalize_does():
+    from policygrad.losses import normalize, normalize_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 16, generator=g) * 3 + 1
+    mask = torch.rand(5, 16, generator=g) > 0.3
+    mask[4] = False  # a row of padding alone stays finite
+    rows = normalize_rows(x, mask)
+    for i in range(4):
+        torch.testing.assert_close(rows[i], normalize(x[i], mask[i]), rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(rows).all()

@@ -97,9 +97,10 @@ class Batch:
 
     def split(self, size: int) -> Iterator[Batch]:
         """Consecutive minibatches of ``size`` samples (views, no copies)."""
-        for start in range(0, len(self), size):
-            part = slice(start, start + size)
-            yield Batch(*(None if (t := getattr(self, f.name)) is None else t[part] for f in fields(self)))
+        columns = [getattr(self, f.name) for f in fields(self)]
+        pieces = [[None] * -(-len(self) // size) if c is None else c.split(size) for c in columns]
+        for row in zip(*pieces, strict=True):
+            yield Batch(*row)
 
     def with_advantages(self, advantages: torch.Tensor) -> Batch:
         return replace(self, advantages=advantages)
@@ -124,7 +125,13 @@ class StepMetrics:
 
     @staticmethod
     def mean(steps: Sequence[StepMetrics]) -> dict[str, float]:
-        """Each metric averaged over the steps of an update."""
+        """Each metric averaged over the steps of an update.
+
+        A learner may return records that reduce their metrics when read (the fused learner's
+        ``DeferredStepMetrics``): their own ``mean_of`` averages them in batched ops.
+        """
+        if steps and hasattr(steps[0], "mean_of"):
+            return steps[0].mean_of(steps)  # type: ignore[attr-defined]
         totals: dict[str, float] = {}
         for step in steps:
             for name, value in step.as_dict().items():

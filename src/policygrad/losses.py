@@ -21,6 +21,15 @@ def normalize(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.T
     return (x - mean) / (var.sqrt() + eps)
 
 
+def normalize_rows(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """:func:`normalize` applied to each row of ``x`` (R, B) over its valid entries, all rows at once."""
+    weight = mask.to(x.dtype)
+    count = weight.sum(1, keepdim=True).clamp(min=1.0)
+    mean = (x * weight).sum(1, keepdim=True) / count
+    var = ((x - mean) ** 2 * weight).sum(1, keepdim=True) / count
+    return (x - mean) / (var.sqrt() + eps)
+
+
 def policy_gradient_loss(
     log_probs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, dict[str, float]]:

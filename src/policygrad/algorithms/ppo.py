@@ -18,7 +18,7 @@ from policygrad.algorithms.common import gae_advantages
 from policygrad.config import non_negative, positive, setting
 from policygrad.errors import PolicygradError
 from policygrad.learners import Batch, Learner, LossTerms, StepMetrics
-from policygrad.losses import explained_variance, normalize
+from policygrad.losses import explained_variance, normalize_rows
 from policygrad.rollout import Rollout
 from policygrad.seeding import Stream, stream_seed
 
@@ -74,20 +74,24 @@ def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int
         clip_coef=cfg.clip_coef,
         value_clip=cfg.clip_coef if cfg.clip_value_loss else None,
     )
-    # Minibatch order is keyed by (seed, update), so a resumed run shuffles identically.
+    # Every epoch's shuffle, drawn up front in epoch order from the stream keyed by (seed, update),
+    # so a resumed run shuffles identically; gathered once, then cut into minibatches.
     generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.MINIBATCH_ORDER, update_index))
+    orders = torch.stack([torch.randperm(len(batch), generator=generator) for _ in range(cfg.update_epochs)])
+    shuffled = batch.take(orders.reshape(-1))
+    size = cfg.minibatch_size
+    if cfg.normalize_advantages:  # standardised within each minibatch
+        rows = shuffled.advantages.view(-1, size)
+        shuffled = shuffled.with_advantages(normalize_rows(rows, shuffled.mask.view(-1, size)).reshape(-1))
+    minibatches = list(shuffled.split(size))
+    has_samples = shuffled.mask.view(-1, size).any(1).tolist()  # a minibatch of padding alone is skipped
+    per_epoch = len(batch) // size
     steps: list[StepMetrics] = []
     epochs_run = 0
-    for _ in range(cfg.update_epochs):
+    for epoch in range(cfg.update_epochs):
         epochs_run += 1
-        shuffled = batch.take(torch.randperm(len(batch), generator=generator))
-        epoch_steps = []
-        for minibatch in shuffled.split(cfg.minibatch_size):
-            if not minibatch.mask.any():
-                continue
-            if cfg.normalize_advantages:
-                minibatch = minibatch.with_advantages(normalize(minibatch.advantages, minibatch.mask))
-            epoch_steps.append(learner.step(minibatch, terms))
+        epoch_rows = range(epoch * per_epoch, (epoch + 1) * per_epoch)
+        epoch_steps = [learner.step(minibatches[i], terms) for i in epoch_rows if has_samples[i]]
         steps += epoch_steps
         # Target-KL early stop: the epoch's mean KL (measured before each step) left the trust region.
         if cfg.target_kl is not None and epoch_steps:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from policygrad.errors import PolicygradError
-from policygrad.kernels.fused_agent import agent_refusal
+from policygrad.kernels.eligibility import agent_refusal
 from policygrad.kernels.fused_mlp import FusedMLPLearner, FusedSampler
 from policygrad.kernels.small_batch import NumpyMLPLearner
 from policygrad.learners import AutogradLearner, Learner

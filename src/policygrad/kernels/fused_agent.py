@@ -34,54 +34,6 @@ from torch.autograd.graph import increment_version
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 # From this many elements on, 2σ(2x) − 1 (three cheap ops) beats one float32 tanh.
 SIGMOID_TANH_MIN_ELEMENTS = 16384
-ACTIVATIONS = ("tanh", "relu")
-
-
-# ----- which agents the layout serves -----------------------------------------------------------
-def linears(seq: nn.Module | None) -> list[nn.Linear]:
-    """The linear layers of an ``nn.Sequential`` MLP (none for a missing critic)."""
-    return [] if seq is None else [m for m in seq if isinstance(m, nn.Linear)]
-
-
-def agent_refusal(agent: Any) -> str | None:
-    """Why the layout cannot hold this agent, or None when it can. Served: policygrad's MLP agents over flat
-    observations (no image encoder) with tanh or ReLU, float32 on CPU, every parameter trained."""
-    spec = getattr(agent, "spec", None)
-    if spec is None or not hasattr(agent, "actor"):
-        return "not a policygrad MLP agent"
-    if getattr(agent, "encoder", None) is not None:
-        return "image observations (it holds MLPs only; the CNN encoder trains under autograd)"
-    if spec.kind not in ("discrete", "box") or getattr(spec, "masked", False):
-        return "action masks" if spec.kind in ("discrete", "box") else f"{spec.kind} actions (it serves Discrete, Box)"
-    if spec.activation not in ACTIVATIONS:
-        return f"activation {spec.activation} (it serves {', '.join(ACTIVATIONS)})"
-    actor, critic = linears(agent.actor), linears(agent.critic)
-    depth = len(spec.hidden_sizes) + 1
-    if len(actor) != depth or len(critic) != (depth if spec.critic else 0):
-        return "the networks are not plain MLPs"
-    params = _layout_order(agent, actor, critic)
-    if len(params) != sum(1 for _ in agent.parameters()):
-        return "the agent has parameters outside its MLPs"
-    if not all(p.dtype == torch.float32 and p.device.type == "cpu" for p in params):
-        return "parameters are not float32 on the CPU"
-    if not all(p.requires_grad for p in params):
-        return "some parameters are frozen"
-    return None
-
-
-def agent_parameters(agent: Any) -> list[nn.Parameter] | None:
-    """The agent's parameters in layout order, or None if the layout cannot hold it (:func:`agent_refusal`).
-
-    Order: the actor's (weight, bias) per layer, the critic's, then ``log_std``.
-    """
-    if agent_refusal(agent) is not None:
-        return None
-    return _layout_order(agent, linears(agent.actor), linears(agent.critic))
-
-
-def _layout_order(agent: Any, actor: list[nn.Linear], critic: list[nn.Linear]) -> list[nn.Parameter]:
-    params = [p for layer in actor + critic for p in (layer.weight, layer.bias)]
-    return params if agent.spec.discrete else [*params, agent.log_std]
 
 
 def activate(x: torch.Tensor, activation: str, doubled: bool) -> torch.Tensor:
@@ -299,6 +251,10 @@ class FusedAgent:
             with torch.inference_mode(False):
                 self._learning_buffers()
         state = optimizer.state
+        # Adopted already (the state holds our views: checked on its first and last parameter).
+        ends = ((params[0], 0), (params[-1], -1))
+        if all((s := state.get(p)) is not None and s.get("step") is self.step_views[i] for p, i in ends):
+            return
         if all(
             (s := state.get(p)) is not None
             and s.get("exp_avg") is m

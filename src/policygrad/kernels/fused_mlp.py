@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from policygrad.errors import NonFiniteLossError, PolicygradError
-from policygrad.kernels.fused_agent import FusedAgent, agent_parameters, agent_refusal
+from policygrad.kernels.deferred_metrics import DeferredStepMetrics
+from policygrad.kernels.eligibility import agent_parameters, agent_refusal
+from policygrad.kernels.fused_agent import FusedAgent
 from policygrad.learners import Batch, LossTerms, StepMetrics
 from policygrad.optim import Adam
 
@@ -158,54 +160,37 @@ class FusedMLPLearner:
         weight = torch.where(mask, 1.0, 0.0).div_(max(float(torch.count_nonzero(mask)), 1.0))  # masked means
         out, inputs = fused.forward(obs)
         log_probs, saved = fused.log_probs(out[0], actions)
-        log_ratio = log_probs - batch.old_log_probs
-        rows = policy_rows(log_probs, log_ratio, advantages, terms)
         # dL/dlog π per sample: −w·A for the score function; for the clipped surrogate, −w·A·ρ where
-        # the unclipped term is the smaller one (elsewhere the min does not depend on θ).
+        # the unclipped term of min(ρA, clip(ρ)A) is the smaller one (elsewhere the min does not depend on θ).
         grad_log_probs = -(weight * advantages)
         if terms.clip_coef is not None:
-            grad_log_probs.mul_(rows["ratio"]).mul_(rows["unclipped_smaller"])
+            ratio = (log_probs - batch.old_log_probs).exp_()
+            clipped_term = ratio.clamp(1.0 - terms.clip_coef, 1.0 + terms.clip_coef).mul_(advantages)
+            grad_log_probs.mul_(ratio).mul_(ratio * advantages <= clipped_term)
         grad_out = torch.zeros_like(out)
         one_hot = one_hot_columns(actions, fused.action_dim) if fused.discrete else None
         entropy_weight = weight * terms.ent_coef if terms.ent_coef else None
         fused.head_backward(saved, one_hot, grad_log_probs, entropy_weight, grad_out[0])
-        metric_rows = [rows["surrogate"], fused.entropy(saved).expand_as(log_probs)]
-        metric_rows += [rows["k3"], rows["clipped"]] if terms.clip_coef is not None else [rows["k3"]]
+        error = None
         if fused.groups == 2:  # ½ vf_coef·Σ w(V − R)²: dL/dV = vf_coef · w · (V − R)
             error = out[1, 0] - batch.returns
             torch.mul(error, weight * terms.vf_coef, out=grad_out[1, 0])
-            metric_rows.append(error.square())
         fused.backward(grad_out, inputs)
+        entropy_input = saved if fused.discrete else fused.log_std.clone()  # log σ before the step
         norms = fused.gradient_norms()
-        values = torch.cat([torch.mv(torch.stack(metric_rows), weight), norms]).tolist()
-        raise_if_not_finite(values)
+        norm_values = norms.tolist()
+        raise_if_not_finite(norm_values)  # a NaN or inf loss has a NaN or inf gradient: nothing steps
         fused.clip_and_step(norms, terms.max_grad_norm)
-        approx_kl = values[2]
+        kl_after_step = None
         if terms.kl_after_step:
             new_log_probs, _ = fused.log_probs(fused.actor_forward(obs), actions)
             log_ratio = new_log_probs - batch.old_log_probs
-            approx_kl = torch.dot(torch.expm1(log_ratio) - log_ratio, weight).item()
-        return step_metrics(values, approx_kl, terms, fused.groups)
-
-
-def policy_rows(
-    log_probs: torch.Tensor, log_ratio: torch.Tensor, advantages: torch.Tensor, terms: LossTerms
-) -> dict[str, torch.Tensor]:
-    """Per-sample pieces of the policy term: the objective (its negative mean is ``policy_loss``), the k3 KL, and
-    for the clipped surrogate ρ, whether the unclipped term is the smaller one, and whether ρ is clipped."""
-    k3 = torch.expm1(log_ratio) - log_ratio  # E[(ρ − 1) − log ρ] (Schulman 2020)
-    if terms.clip_coef is None:
-        return {"surrogate": log_probs * advantages, "k3": k3}
-    ratio = log_ratio.exp()
-    unclipped = ratio * advantages
-    clipped_term = ratio.clamp(1.0 - terms.clip_coef, 1.0 + terms.clip_coef) * advantages
-    return {
-        "surrogate": torch.minimum(unclipped, clipped_term),
-        "k3": k3,
-        "ratio": ratio,
-        "unclipped_smaller": unclipped <= clipped_term,
-        "clipped": ((ratio - 1.0).abs() > terms.clip_coef).to(ratio.dtype),
-    }
+            kl_after_step = torch.dot(torch.expm1(log_ratio) - log_ratio, weight).item()
+        grad_norm = math.sqrt(sum(v * v for v in norm_values))
+        return DeferredStepMetrics(  # type: ignore[return-value]  # StepMetrics' fields, reduced when read
+            terms, weight, log_probs, batch.old_log_probs, advantages, entropy_input, error, grad_norm,
+            kl_after_step, fused.discrete,
+        )  # fmt: skip
 
 
 def step_metrics(values: list[float], approx_kl: float, terms: LossTerms, groups: int) -> StepMetrics:
