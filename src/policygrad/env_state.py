@@ -18,6 +18,7 @@ only when the user trusts the run folder (``--trust-run-folder``).
 from __future__ import annotations
 
 import inspect
+import io
 import pickle
 from enum import Enum
 from typing import Any
@@ -229,10 +230,24 @@ def pickle_envs(envs: Any) -> bytes | None:
     """``envs`` pickled (for environments :func:`capture` does not know), or None where they cannot be."""
     if isinstance(_find_async(envs), gym.vector.AsyncVectorEnv):
         return None
+    buffer = io.BytesIO()
     try:
-        return pickle.dumps(envs)
+        EnvPickler(buffer).dump(envs)
     except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
         return None
+    return buffer.getvalue()
+
+
+class EnvPickler(pickle.Pickler):
+    """Pickles Gymnasium's ``FlattenObservation`` (which holds a lambda) as the call that rebuilds it from its env.
+
+    Every observation that is not a flat vector (Dict, Discrete, images, …) goes through one.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is gym.wrappers.FlattenObservation:
+            return gym.wrappers.FlattenObservation, (obj.env,)
+        return NotImplemented
 
 
 def _find_async(envs: Any) -> Any:
@@ -244,4 +259,4 @@ def unpickle_envs(blob: bytes) -> Any:
     return pickle.loads(blob)  # noqa: S301 - called only with --trust-run-folder
 
 
-__all__ = ["EnvStateError", "apply", "capture", "pickle_envs", "unpickle_envs"]
+__all__ = ["EnvPickler", "EnvStateError", "apply", "capture", "pickle_envs", "unpickle_envs"]
