@@ -18,7 +18,7 @@ import numpy as np
 import pixel_envs
 import pytest
 import torch
-from test_checkpoint import assert_same_run
+from test_checkpoint import assert_same_run, rows_without_time
 
 import policygrad
 from policygrad import encoders, kernels, spaces
@@ -160,3 +160,14 @@ def test_an_image_run_evaluates_and_a_killed_one_resumes_bit_exactly(tmp_path):
     assert evaluated.returncode == 0 and json.loads(out)["episodes"] >= 1
     loaded = policygrad.load(reference)
     assert loaded.encoder is not None and loaded.act(gym.make("pixel_envs:PixelDict-v0").reset(seed=0)[0]) in range(4)
+
+
+def test_an_image_run_on_ray_equals_the_local_one(tmp_path):
+    pytest.importorskip("ray")
+    from ray_helpers import RAY_ENV  # noqa: F401 - importing it sets Ray's environment variables here too
+
+    common = ["ppo", "pixel_envs:PixelCell-v0", "--seed", "1", "--quiet", "--steps", "1024", "--num-envs", "2",
+              "--set", "rollout_steps=128", "--set", "minibatch_size=128", "--set", "eval_every=0"]  # fmt: skip
+    assert cli("train", *common, "--out", tmp_path / "local").wait() == 0
+    assert cli("train", *common, "--set", "backend=ray", "--out", tmp_path / "ray").wait() == 0
+    assert rows_without_time(tmp_path / "local") == rows_without_time(tmp_path / "ray")

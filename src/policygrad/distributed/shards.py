@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from policygrad.agent import Agent
-from policygrad.envs import EpisodeStatistics
+from policygrad.envs import EpisodeStatistics, flat_observations
 from policygrad.rollout import Rollout, RolloutCollector
 
 #: (vector step within the collection, episodic return, episode length), in recording order.
@@ -92,7 +92,7 @@ def make_shard_envs(env_id: str, env_indices: Sequence[int]) -> gym.vector.Vecto
     # functools.partial (not a lambda) keeps the shard picklable for checkpoints and restarts.
     fns = [functools.partial(_make_guarded, env_id, i) for i in env_indices]
     envs = gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
-    return EpisodeStatistics(envs)
+    return EpisodeStatistics(flat_observations(envs))  # Dict, images, …: one flat vector, as make_envs
 
 
 class FullWidthAgent:
