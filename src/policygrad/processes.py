@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import fcntl
 import multiprocessing
 import os
 import signal
@@ -23,7 +22,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from types import TracebackType
 
-from policygrad.errors import PolicygradError
+from policygrad.locks import take_exclusive
 
 #: Imported once by the fork server; every worker starts with them loaded.
 PRELOAD = ["policygrad.trainer"]
@@ -81,25 +80,14 @@ class FolderLock:
 
     def __enter__(self) -> FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.wait
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                holder = os.pread(handle, 32, 0).decode(errors="replace").strip() or "?"
-                os.close(handle)
-                raise PolicygradError(
-                    f"{self.what} {self.folder} is in use by another policygrad process (pid {holder}); "
-                    "wait for it to finish or stop it first"
-                ) from None
-        os.ftruncate(handle, 0)
-        os.pwrite(handle, str(os.getpid()).encode(), 0)
-        self.handle = handle
+        self.handle = take_exclusive(
+            self.path,
+            lambda holder: (
+                f"{self.what} {self.folder} is in use by another policygrad process (pid {holder}); "
+                "wait for it to finish or stop it first"
+            ),
+            self.wait,
+        )
         return self
 
     def __exit__(

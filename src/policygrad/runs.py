@@ -13,7 +13,6 @@ file written here is written atomically (a temporary file renamed into place).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import resource
@@ -28,6 +27,7 @@ from typing import Any, Literal
 from policygrad.checkpoint import write_atomic
 from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
+from policygrad.locks import take_exclusive
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -161,20 +161,15 @@ def lock_run_dir(run_dir: Path) -> RunLock:
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = take_exclusive(
+            run_dir / LOCK_FILE,
+            lambda holder: (
+                f"{run_dir} is being written by another policygrad process (PID {holder}); "
+                "wait for it to end or stop it, or choose another folder"
+            ),
+        )
     except OSError as err:
         raise PolicygradError(f"cannot write the run folder {run_dir} ({err.strerror or err})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise PolicygradError(
-            f"{run_dir} is being written by another policygrad process (PID {holder}); "
-            "wait for it to end or stop it, or choose another folder"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     clean_temporaries(run_dir)
     return RunLock(run_dir, fd)
 
