@@ -12,7 +12,6 @@ environment sees them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,8 +21,6 @@ from torch import nn
 
 from policygrad import encoders, heads, spaces
 from policygrad.nets import mlp
-
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,7 @@ class Agent(nn.Module):
         if self.spec.observation_space is not None:  # Dict, Discrete, images of any shape…: flattened as in training
             space = spaces.from_json(self.spec.observation_space)
             array = spaces.flatten_batch(space, obs)
-            single = not isinstance(obs, (list, tuple)) and array.shape[0] == 1 and not _looks_batched(space, obs)
+            single = not spaces.is_batch(space, obs)
         else:
             array = np.asarray(obs, dtype=np.float64)
             single = array.ndim == 1
@@ -189,13 +186,3 @@ class Agent(nn.Module):
         if single:
             return env_actions[0].item() if self.spec.kind == "discrete" else env_actions[0]
         return env_actions
-
-
-def _looks_batched(space: Any, obs: Any) -> bool:
-    """Whether raw ``obs`` is a batch of observations of a leaf space (Dict and Tuple observations never are)."""
-    import gymnasium as gym
-
-    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
-        return False
-    single_ndim = 0 if isinstance(space, gym.spaces.Discrete) else len(space.shape)
-    return np.asarray(obs).ndim == single_ndim + 1

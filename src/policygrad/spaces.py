@@ -125,22 +125,26 @@ def from_json(data: dict[str, Any]) -> gym.Space:
 
 def flatten_batch(space: gym.Space, observations: Any) -> np.ndarray:
     """Raw observations (one, or a list/batch of them) → (B, flatdim) float64, as the vector env flattens them."""
-    if isinstance(observations, (list, tuple)) and not isinstance(space, gym.spaces.Tuple):
-        return np.stack([gym.spaces.flatten(space, o) for o in observations]).astype(np.float64)
-    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)) or not _is_batch(space, observations):
+    if not is_batch(space, observations):
         return np.asarray(gym.spaces.flatten(space, observations), dtype=np.float64).reshape(1, -1)
-    return np.stack([gym.spaces.flatten(space, o) for o in np.asarray(observations)]).astype(np.float64)
+    return np.stack([gym.spaces.flatten(space, o) for o in observations]).astype(np.float64)
 
 
-def _is_batch(space: gym.Space, observations: Any) -> bool:
-    array = np.asarray(observations)
+def is_batch(space: gym.Space, observations: Any) -> bool:
+    """Whether raw ``observations`` are several observations of ``space``: a list of them, or an array with one
+    more axis than one has. A Dict or Tuple observation is always one."""
+    if isinstance(observations, (list, tuple)) and not isinstance(space, gym.spaces.Tuple):
+        return True
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        return False
     single_ndim = 0 if isinstance(space, gym.spaces.Discrete) else len(space.shape)
-    return array.ndim == single_ndim + 1
+    return np.asarray(observations).ndim == single_ndim + 1
 
 
 __all__ = [
     "describe_action_space",
     "flatten_batch",
+    "is_batch",
     "from_json",
     "has_images",
     "is_flat_vector",
