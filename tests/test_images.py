@@ -6,11 +6,7 @@ and ``policygrad resume`` rebuild them.
 """
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +14,7 @@ import numpy as np
 import pixel_envs
 import pytest
 import torch
+from run_helpers import cli, kill_9_after
 from test_checkpoint import assert_same_run, rows_without_time
 
 import policygrad
@@ -132,27 +129,13 @@ def test_image_observations_are_learned_to_the_optimum(tmp_path, env_id, algo, s
         obs, *_ = env.step(agent.act(obs))
 
 
-def cli(*args, **kwargs):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen([sys.executable, "-m", "policygrad.cli", *map(str, args)], env=env, **kwargs)
-
-
 def test_an_image_run_evaluates_and_a_killed_one_resumes_bit_exactly(tmp_path):
     common = ["ppo", "pixel_envs:PixelDict-v0", "--seed", "3", "--quiet", "--steps", "3072", "--num-envs", "4",
               "--set", "rollout_steps=64", "--set", "minibatch_size=64", "--set", "checkpoint_every=2",
               "--set", "eval_every=1024", "--set", "eval_episodes=2"]  # fmt: skip
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     assert cli("train", *common, "--out", reference).wait() == 0
-    proc = cli("train", *common, "--out", crashed)
-    deadline, metrics = time.time() + 120, crashed / "metrics.csv"
-    while time.time() < deadline:
-        if metrics.exists() and sum(1 for _ in open(metrics)) > 5 and (crashed / "checkpoints").exists():
-            break
-        if proc.poll() is not None:
-            pytest.fail("training finished before it could be killed; raise its budget")
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL
+    kill_9_after(cli("train", *common, "--out", crashed), crashed, rows=5)
     # A user's own env class is saved as a pickle (FlattenObservation's lambda rebuilt), read back when trusted.
     assert cli("resume", crashed, "--quiet", "--trust-run-folder").wait() == 0
     assert_same_run(reference, crashed)
