@@ -45,7 +45,7 @@ def test_seeds_and_grid_parse_and_bad_input_is_one_line(tmp_path, capsys):
     for argv in (
         ["sweep", "a2c", "CartPole-v1", "--seeds", "5-1", "--out", str(tmp_path / "s")],
         ["sweep", "a2c", "CartPole-v1", "--set", "learning_rate=fast", "--out", str(tmp_path / "s")],
-        ["sweep", "a2c", "CartPole-v1", "--backend", "ray", "--out", str(tmp_path / "s")],
+        ["sweep", "a2c", "CartPole-v1", "--workers", "0", "--out", str(tmp_path / "s")],
         ["sweep", "--resume", str(tmp_path)],
         ["report", str(tmp_path)],
     ):

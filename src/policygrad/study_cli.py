@@ -13,12 +13,15 @@ from policygrad.errors import PolicygradError
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from policygrad.sweeps import parse_grid, parse_seeds, sweep
 
-    if args.backend == "ray":
-        raise PolicygradError("sweep --backend ray is not yet available; run sweeps with local worker processes")
+    where = {"workers": args.workers, "backend": args.backend, "ray_address": args.ray_address}
+    if args.ray_address and args.backend != "ray":
+        raise PolicygradError("--ray-address joins a Ray cluster for --backend ray; add --backend ray")
     if args.resume:
-        if args.algo or args.env_id or args.set or args.seeds or args.steps:
-            raise PolicygradError("--resume DIR continues the sweep as planned in DIR/sweep.json; give only --workers")
-        result = sweep(out=args.resume, resume=True, workers=args.workers, quiet=args.quiet)
+        if args.algo or args.env_id or args.set or args.seeds or args.steps or args.out:
+            raise PolicygradError(
+                "--resume DIR continues the sweep as planned in DIR/sweep.json; give only --workers and --backend"
+            )
+        result = sweep(out=args.resume, resume=True, quiet=args.quiet, **where)
     else:
         if not (args.algo and args.env_id and args.out):
             raise PolicygradError("usage: policygrad sweep ALGO ENV_ID --seeds 0-9 --out DIR (or --resume DIR)")
@@ -29,8 +32,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             seeds=parse_seeds(args.seeds or "0-9"),
             grid=parse_grid(args.algo, args.set or []),
             steps=args.steps,
-            workers=args.workers,
             quiet=args.quiet,
+            **where,
         )
     if not args.quiet:
         print(
@@ -93,8 +96,15 @@ def register(subparsers: Any) -> None:
     sweep.add_argument(
         "--set", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable; hidden_sizes=64,64/256,256)"
     )
-    sweep.add_argument("--workers", type=int, help="runs at a time (default: one per core)")
-    sweep.add_argument("--backend", choices=("local", "ray"), default="local", help="worker processes here (local)")
+    sweep.add_argument("--workers", type=int, help="runs at a time (default: one per core, or per CPU of the cluster)")
+    sweep.add_argument(
+        "--backend", choices=("local", "ray"), default="local", help="worker processes here (local) or Ray tasks (ray)"
+    )
+    sweep.add_argument(
+        "--ray-address",
+        metavar="auto|HOST:PORT",
+        help="with --backend ray: join this cluster (default: RAY_ADDRESS, else a private local Ray)",
+    )
     sweep.add_argument("--out", help="the sweep folder: sweep.json and one run folder per (setting, seed)")
     sweep.add_argument("--resume", metavar="DIR", help="continue the sweep in DIR")
     sweep.add_argument("--quiet", action="store_true", help="no progress view")

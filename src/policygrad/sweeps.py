@@ -177,9 +177,11 @@ def _train_run(algo: str, env_id: str, overrides: Mapping[str, Any], run_dir: Pa
     trainer.run(on_update=on_update)
 
 
-def _worker(index: int, algo: str, env_id: str, overrides: dict[str, Any], run_dir: str, messages: Any) -> None:
-    """A worker process: train one run, sending ``(index, kind, payload)`` messages to the parent."""
-    die_with_parent()
+def progress_reporter(index: int, messages: Any) -> Any:
+    """The ``on_update`` of run ``index``: ``(index, "progress", (env_step, eval))`` to ``messages``.
+
+    Every evaluation is sent, other updates at most every :data:`PROGRESS_INTERVAL` seconds.
+    """
     last = 0.0
 
     def report(row: dict[str, Any]) -> None:
@@ -189,14 +191,66 @@ def _worker(index: int, algo: str, env_id: str, overrides: dict[str, Any], run_d
             last = now
             messages.put((index, "progress", (row["env_step"], row.get("eval_return_mean"))))
 
+    return report
+
+
+def train_reporting(index: int, algo: str, env_id: str, overrides: dict[str, Any], run_dir: str, messages: Any) -> None:
+    """Train run ``index`` of a sweep into ``run_dir``, its progress sent to ``messages``: every worker's body."""
+    train_run(algo, env_id, overrides, Path(run_dir), progress_reporter(index, messages))
+
+
+def _worker(index: int, algo: str, env_id: str, overrides: dict[str, Any], run_dir: str, messages: Any) -> None:
+    """A worker process: train one run, sending ``(index, kind, payload)`` messages to the parent."""
+    die_with_parent()
     try:
-        train_run(algo, env_id, overrides, Path(run_dir), report)
+        train_reporting(index, algo, env_id, overrides, run_dir, messages)
     except PolicygradError as err:
         messages.put((index, "failed", str(err)))
         sys.exit(1)
     except Exception as err:  # noqa: BLE001 - reported as the run's one-line failure
         messages.put((index, "failed", f"{type(err).__name__}: {err}"))
         sys.exit(1)
+
+
+class ProcessPool:
+    """Runs as local worker processes (the ``local`` backend); :mod:`policygrad.distributed.ray_sweep` has Ray's.
+
+    Both give the sweep loop the same four things: ``messages`` (a queue of the workers'
+    ``(index, kind, payload)``), ``start`` a run, ``reap`` the ended ones as
+    ``(index, error or None)``, and ``stop`` every run still going.
+    """
+
+    def __init__(self) -> None:
+        self.ctx = worker_context()
+        self.messages = self.ctx.Queue()
+        self.active: dict[int, Any] = {}
+
+    def start(self, index: int, algo: str, env_id: str, values: dict[str, Any], run_dir: Path) -> None:
+        args = (index, algo, env_id, values, str(run_dir), self.messages)
+        self.active[index] = self.ctx.Process(target=_worker, args=args, name=f"policygrad-sweep-{index}")
+        self.active[index].start()
+
+    def reap(self) -> list[tuple[int, str | None]]:
+        ended = []
+        for index, process in list(self.active.items()):
+            if process.exitcode is None:
+                continue
+            process.join()
+            del self.active[index]
+            ended.append((index, None if process.exitcode == 0 else f"worker exited with status {process.exitcode}"))
+        return ended
+
+    def stop(self) -> None:
+        for process in self.active.values():  # the runs keep their last checkpoint; --resume continues them
+            process.kill()
+            process.join()
+        self.active.clear()
+
+    def default_workers(self) -> int:
+        return default_workers()
+
+    def close(self) -> None:
+        """Nothing to release: the worker processes have ended."""
 
 
 def sweep(
@@ -208,15 +262,27 @@ def sweep(
     grid: Mapping[str, Sequence[Any]] | None = None,
     steps: int | None = None,
     workers: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
     resume: bool = False,
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Run (or, with ``resume=True``, continue) a sweep into ``out``; returns its status.
 
+    ``backend="local"`` trains ``workers`` runs at a time in worker processes here (default
+    one per core); ``backend="ray"`` runs each as a Ray task, ``workers`` at a time (default:
+    as many as the cluster has CPUs), on the cluster at ``ray_address`` (or ``RAY_ADDRESS``),
+    else on a private local Ray that the sweep starts and stops. Either backend gives the
+    same numbers, and a sweep started on one may be resumed on the other.
+
     The status maps ``finished``, ``failed`` (run name → error) and ``runs`` (the plan's runs).
     Failed runs raise a :class:`PolicygradError` after every other run has ended.
     """
-    sweep_dir = Path(out)
+    if backend not in ("local", "ray"):
+        raise PolicygradError(f"--backend must be local or ray (got {backend!r})")
+    if workers is not None and workers <= 0:
+        raise PolicygradError(f"--workers must be positive (got {workers})")
+    sweep_dir = Path(out).resolve()  # absolute: Ray tasks may start in another directory
     with FolderLock(sweep_dir, "sweep folder"):
         if resume:
             plan = read_plan(sweep_dir)
@@ -225,25 +291,31 @@ def sweep(
                 raise PolicygradError("name the algorithm and environment: policygrad sweep ALGO ENV_ID --out DIR")
             if (sweep_dir / PLAN_FILE).exists():
                 raise PolicygradError(
-                    f"{sweep_dir} already holds a sweep; continue it with 'policygrad sweep --resume {sweep_dir}'"
+                    f"{out} already holds a sweep; continue it with 'policygrad sweep --resume {out}'"
                 )
             plan = plan_sweep(algo, env_id, parse_seeds(seeds) if isinstance(seeds, str) else seeds, grid, steps)
             write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
-        return _execute(plan, sweep_dir, workers or default_workers(), quiet)
+        if backend == "ray":
+            from policygrad.distributed.ray_sweep import RayTaskPool  # Ray is entered only here
+
+            pool: Any = RayTaskPool(train_reporting, ray_address)
+        else:
+            pool = ProcessPool()
+        try:
+            return _execute(plan, sweep_dir, Path(out), workers or pool.default_workers(), quiet, pool)
+        finally:
+            pool.close()
 
 
-def _execute(plan: dict[str, Any], sweep_dir: Path, workers: int, quiet: bool) -> dict[str, Any]:
+def _execute(
+    plan: dict[str, Any], sweep_dir: Path, shown: Path, workers: int, quiet: bool, pool: Any
+) -> dict[str, Any]:
     from policygrad.sweep_view import SweepView
 
-    if workers <= 0:
-        raise PolicygradError(f"--workers must be positive (got {workers})")
     runs = plan["runs"]
     overrides = {s["name"]: s["overrides"] for s in plan["settings"]}
     budget = {"total_steps": plan["steps"]} if plan.get("steps") else {}
-    ctx = worker_context()
-    messages = ctx.Queue()
     failed: dict[str, str] = {}
-    active: dict[int, Any] = {}
     pending = []
     with SweepView(plan, sweep_dir, quiet) as view:
         for index, run in enumerate(runs):
@@ -252,40 +324,32 @@ def _execute(plan: dict[str, Any], sweep_dir: Path, workers: int, quiet: bool) -
             else:
                 pending.append(index)
         try:
-            while pending or active:
-                while pending and len(active) < workers:
+            while pending or pool.active:
+                while pending and len(pool.active) < workers:
                     index = pending.pop(0)
                     run = runs[index]
                     values = dict(overrides[run["setting"]], seed=run["seed"], **budget)
-                    args = (index, plan["algo"], plan["env_id"], values, str(sweep_dir / run["dir"]), messages)
-                    active[index] = ctx.Process(target=_worker, args=args, name=f"policygrad-sweep-{index}")
-                    active[index].start()
+                    pool.start(index, plan["algo"], plan["env_id"], values, sweep_dir / run["dir"])
                     view.started(index)
-                _drain(messages, view, failed, runs)
-                for index, process in list(active.items()):
-                    if process.exitcode is None:
-                        continue
-                    process.join()
-                    del active[index]
-                    _drain(messages, view, failed, runs)
-                    if process.exitcode == 0 and run_status(sweep_dir / runs[index]["dir"]) == "finished":
+                _drain(pool.messages, view, failed, runs)
+                for index, error in pool.reap():
+                    _drain(pool.messages, view, failed, runs)
+                    if error is None and run_status(sweep_dir / runs[index]["dir"]) == "finished":
                         view.finished(index)
                     else:
-                        failed.setdefault(runs[index]["dir"], f"worker exited with status {process.exitcode}")
+                        failed.setdefault(runs[index]["dir"], error or "the run ended without its summary")
                         view.failed(index)
         except BaseException:
-            for process in active.values():  # the runs keep their last checkpoint; --resume continues them
-                process.kill()
-                process.join()
+            pool.stop()  # the runs keep their last checkpoint; --resume continues them
             raise
     finished = sum(run_status(sweep_dir / run["dir"]) == "finished" for run in runs)
     if failed:
         first, error = next(iter(failed.items()))
         raise PolicygradError(
-            f"{len(failed)} of {len(runs)} runs failed (first, {sweep_dir / first}: {error}); "
-            f"fix the cause and continue with 'policygrad sweep --resume {sweep_dir}'"
+            f"{len(failed)} of {len(runs)} runs failed (first, {shown / first}: {error}); "
+            f"fix the cause and continue with 'policygrad sweep --resume {shown}'"
         )
-    return {"dir": str(sweep_dir), "runs": runs, "finished": finished, "failed": failed}
+    return {"dir": str(shown), "runs": runs, "finished": finished, "failed": failed}
 
 
 def _drain(messages: Any, view: Any, failed: dict[str, str], runs: list[dict[str, Any]]) -> None:
@@ -303,4 +367,5 @@ def _drain(messages: Any, view: Any, failed: dict[str, str], runs: list[dict[str
             failed[runs[index]["dir"]] = payload
 
 
-__all__ = ["PLAN_FILE", "parse_grid", "parse_seeds", "plan_sweep", "read_plan", "run_status", "sweep", "train_run"]
+__all__ = ["PLAN_FILE", "ProcessPool", "parse_grid", "parse_seeds", "plan_sweep", "progress_reporter", "read_plan"]
+__all__ += ["run_status", "sweep", "train_reporting", "train_run"]
