@@ -147,3 +147,29 @@ def test_a_damaged_newest_checkpoint_is_named_and_never_silently_skipped(tmp_pat
     subprocess.run(cli("resume", str(run_dir), "--quiet", "--from-checkpoint", str(n)), check=True)
     after = rows(run_dir)
     assert after[:n] == before[:n] and after[-1] == before[-1]  # the run reached its end again
+
+
+ASYNC_WRITER = """
+import os, sys, gymnasium as gym
+from policygrad.runs import lock_run_dir
+lock = lock_run_dir(sys.argv[1])
+envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)  # forks its workers holding the lock
+envs.reset(seed=0)
+print(*(p.pid for p in envs.processes), flush=True)
+for worker in envs.processes:  # alive after the kill below: stuck in a slow step, say
+    os.kill(worker.pid, 19)  # SIGSTOP
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_forked_env_workers_of_a_killed_writer_do_not_hold_its_lock(tmp_path):
+    """A worker forked while the lock is held (async envs on resume) must not keep it after its parent dies."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-c", ASYNC_WRITER, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in proc.stdout.readline().split()]  # not to EOF: the workers share the pipe
+    assert proc.wait(timeout=60) == -signal.SIGKILL and len(workers) == 2
+    try:
+        lock_run_dir(run_dir).release()  # the next writer takes the folder at once
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)

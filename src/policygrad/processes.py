@@ -22,7 +22,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from types import TracebackType
 
-from policygrad.locks import take_exclusive
+from policygrad.locks import release, take_exclusive
 
 #: Imported once by the fork server; every worker starts with them loaded.
 PRELOAD = ["policygrad.trainer"]
@@ -94,7 +94,7 @@ class FolderLock:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         if self.handle is not None:
-            os.close(self.handle)  # closing the descriptor releases the lock
+            release(self.handle)
             self.handle = None
 
 

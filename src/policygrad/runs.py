@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import shutil
 import signal
@@ -27,7 +26,7 @@ from typing import Any, Literal
 from policygrad.checkpoint import write_atomic
 from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
-from policygrad.locks import take_exclusive
+from policygrad.locks import release, take_exclusive
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -148,7 +147,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)  # closing the file releases the lock
+            release(self.fd)
             self.fd = -1
 
 
