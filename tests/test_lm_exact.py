@@ -73,7 +73,7 @@ def test_unbiased_estimators_match_exact_gradient(setup, algo, settings, kl_coef
 def test_grpo_group_mean_shrinks_the_gradient_by_k_minus_one_over_k(setup):
     seed, bandit, model, ref = setup
     estimates = estimator_gradients(
-        "grpo", model, ref, bandit, REPS, seed=seed, kl_coef=0.0, scale_by_std=False, **SMALL
+        "grpo", model, ref, bandit, REPS, seed=seed, kl_coef=0.0, scale_rewards="none", **SMALL
     )
     exact = exact_gradient(model, ref, bandit, 0.0)
     check = compare(estimates * bandit.response_length, exact * 3 / 4, seed=seed)
@@ -92,7 +92,7 @@ def test_biased_choices_are_detected():
     model, ref = tiny_model(seed=10), tiny_model(seed=20)
     exact = exact_gradient(model, ref, bandit, 0.0)
     zero = torch.zeros_like(exact)
-    mean_only = estimator_gradients("grpo", model, ref, bandit, REPS, kl_coef=0.0, scale_by_std=False, **SMALL)
+    mean_only = estimator_gradients("grpo", model, ref, bandit, REPS, kl_coef=0.0, scale_rewards="none", **SMALL)
     with_std = estimator_gradients("grpo", model, ref, bandit, REPS, kl_coef=0.0, **SMALL)
     assert compare(with_std - mean_only, zero, scale=exact / 3).max_abs_z > 6
     sequence_sum = estimator_gradients("rloo", model, ref, bandit, REPS, kl_coef=0.0, **SMALL)
@@ -104,7 +104,7 @@ def test_biased_choices_are_detected():
     beta = 0.5
     exact_kl_part = exact_gradient(model, ref, bandit, beta) - exact
     k3 = estimator_gradients(
-        "grpo", model, ref, bandit, REPS, kl_coef=beta, scale_by_std=False, kl_estimator="k3", **SMALL
+        "grpo", model, ref, bandit, REPS, kl_coef=beta, scale_rewards="none", kl_estimator="k3", **SMALL
     )
     check = compare((k3 - mean_only) * bandit.response_length, exact_kl_part)
     assert check.max_abs_z > 6, check

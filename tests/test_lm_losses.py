@@ -104,11 +104,12 @@ def test_reinforce_rloo_grpo_advantages_hand_worked():
     loo = torch.tensor([1.0 - 0.25, 0.0 - 0.75, 0.5 - 0.5, 0.2 - 0.65, 0.4 - 0.55, 0.9 - 0.3])
     torch.testing.assert_close(rloo.advantages(rollout, cfg_l), loo[:, None] * rollout.mask)
     centred = torch.tensor([0.5, -0.5, 0.0, -0.3, -0.1, 0.4])
-    plain = grpo.advantages(rollout, grpo.Config(samples_per_prompt=3, scale_by_std=False))
+    plain = grpo.advantages(rollout, grpo.Config(samples_per_prompt=3, scale_rewards="none"))
     torch.testing.assert_close(plain, centred[:, None] * rollout.mask)
     # the group mean includes the response itself: centred = (K−1)/K × leave-one-out
     torch.testing.assert_close(centred, loo * 2 / 3)
-    std = torch.tensor([(0.5**2 + 0.5**2) / 3, (0.3**2 + 0.1**2 + 0.4**2) / 3]).sqrt().repeat_interleave(3)
+    # Bessel-corrected std, as TRL's nanstd
+    std = torch.tensor([(0.5**2 + 0.5**2) / 2, (0.3**2 + 0.1**2 + 0.4**2) / 2]).sqrt().repeat_interleave(3)
     scaled = grpo.advantages(rollout, grpo.Config(samples_per_prompt=3, std_eps=1e-4))
     torch.testing.assert_close(scaled, (centred / (std + 1e-4))[:, None] * rollout.mask)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from policygrad.config import RolloutBackendOptions, non_negative, positive, setting, validate_fields
 from policygrad.errors import PolicygradError
+from policygrad.lm.losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, REDUCTIONS, loss_type_reduction
 
 
 def _kl_place(v: Any) -> bool:
@@ -15,7 +16,11 @@ def _kl_place(v: Any) -> bool:
 
 
 def _reduction(v: Any) -> bool:
-    return v in ("token-mean", "sequence-mean", "sequence-sum")
+    return v in REDUCTIONS
+
+
+def _loss_type(v: Any) -> bool:
+    return v == "none" or v in LOSS_TYPES
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,32 @@ class LMTrainConfig(RolloutBackendOptions):
     kl_coef: float = setting(0.03, non_negative, ">= 0", "β, weight of the KL penalty to the reference")
     kl_in: str = setting("reward", _kl_place, "reward or loss", "where the KL penalty goes")
     kl_estimator: str = setting("k3", lambda v: v in ("k1", "k3"), "k1 or k3", "KL estimator when kl_in = loss")
-    loss_reduction: str = setting(
-        "token-mean", _reduction, "token-mean, sequence-mean or sequence-sum", "how token losses are aggregated"
+    loss_reduction: str = setting("token-mean", _reduction, ", ".join(REDUCTIONS), "how token losses are aggregated")
+    loss_type: str = setting(
+        "none",
+        _loss_type,
+        ", ".join(LOSS_TYPES) + " or none",
+        "TRL's loss_type: the aggregation (and cispo's surrogate) by name; none: loss_reduction decides",
     )
+    importance_sampling_level: str = setting(
+        "token",
+        lambda v: v in IMPORTANCE_SAMPLING_LEVELS,
+        "token or sequence",
+        "importance ratio per token, or GSPO's one length-normalised ratio per response",
+    )
+    mask_truncated_completions: bool = setting(
+        False, help="leave responses cut at the budget without <eos> out of the loss (DAPO)"
+    )
+    soft_punish_cache: int = setting(
+        0,
+        non_negative,
+        ">= 0",
+        "DAPO's overlong penalty: the last this-many tokens of the budget cost up to −1 reward (0: off)",
+    )
+    dynamic_sampling: bool = setting(
+        False, help="DAPO: drop groups whose rewards are all equal and sample new prompts to refill the batch"
+    )
+    max_sampling_rounds: int = setting(4, positive, "> 0", "sampling rounds dynamic sampling may take per update")
     ent_coef: float = setting(0.0, non_negative, ">= 0", "entropy bonus coefficient")
     checkpoint_every: int = setting(100, positive, "> 0", "updates between checkpoints")
     keep_checkpoints: int = setting(3, positive, "> 0", "checkpoints kept on disk")
@@ -59,6 +87,12 @@ class LMTrainConfig(RolloutBackendOptions):
 
     def validate(self) -> None:
         """Cross-field checks; algorithms override and call super()."""
+        if self.loss_type != "none" and self.loss_reduction != "token-mean":
+            raise PolicygradError(
+                f"loss_type = {self.loss_type} sets the aggregation itself; leave loss_reduction at its default"
+            )
+        if self.dynamic_sampling and self.samples_per_prompt < 2:
+            raise PolicygradError("dynamic_sampling needs groups: set samples_per_prompt >= 2")
         if self.backend == "ray":  # refused now, not after pretraining a reference
             import importlib.util
 
@@ -67,6 +101,11 @@ class LMTrainConfig(RolloutBackendOptions):
             if importlib.util.find_spec("ray") is None:
                 raise PolicygradError("--backend ray needs Ray, an optional extra: pip install 'policygrad[ray]'")
             check_layout(self.batch_size, self.workers)
+
+    @property
+    def reduction(self) -> str:
+        """The aggregation of token losses: ``loss_type``'s when set, else ``loss_reduction``."""
+        return loss_type_reduction(self.loss_type) if self.loss_type != "none" else self.loss_reduction
 
     @property
     def batch_size(self) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from policygrad.lm.algorithms import get_algorithm
-from policygrad.lm.algorithms.common import minibatch_loss
+from policygrad.lm.algorithms.common import loss_mask, minibatch_loss
 from policygrad.lm.generation import generate, sampling_uniforms, score
 from policygrad.lm.model import ModelConfig, TransformerLM
 from policygrad.lm.rollout import build_rollout
@@ -47,13 +47,15 @@ class LMBandit(Task):
     name = "lm-bandit"
     prompt_length = 1
 
-    def __init__(self, vocab_size: int = 4, max_length: int = 3, seed: int = 0) -> None:
+    def __init__(self, vocab_size: int = 4, max_length: int = 3, seed: int = 0, fixed_length: bool = False) -> None:
         super().__init__(16)
         self.model_vocab = vocab_size
         self.response_length = max_length
+        #: with ``fixed_length`` ``<eos>`` is an ordinary token: every response has ``max_length`` tokens
+        self.stop_at_eos = not fixed_length
         responses, mask = [], []
-        actions = [a for a in range(vocab_size) if a != EOS]
-        for length in range(max_length + 1):
+        actions = [a for a in range(vocab_size) if a != EOS or fixed_length]
+        for length in range(0 if not fixed_length else max_length, max_length + 1):
             for body in itertools.product(actions, repeat=length):
                 if length < max_length:
                     tokens = list(body) + [EOS]
@@ -79,7 +81,7 @@ class LMBandit(Task):
 
     def lookup(self, responses: torch.Tensor) -> torch.Tensor:
         """Index of each response (N, L) in the enumeration, (N,)."""
-        is_eos = responses == EOS
+        is_eos = (responses == EOS) & self.stop_at_eos
         ended = is_eos.any(1)
         length = torch.where(
             ended, is_eos.float().argmax(1) + 1, torch.full_like(ended, self.response_length, dtype=torch.long)
@@ -171,9 +173,8 @@ def estimator_gradients(
     for _ in range(replications):
         prompts = bandit.prompts(cfg.batch_size, generator)
         group_ids = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
-        samples = generate(
-            model, prompts, bandit.response_length, sampling_uniforms(generator, cfg.batch_size, bandit.response_length)
-        )
+        uniforms = sampling_uniforms(generator, cfg.batch_size, bandit.response_length)
+        samples = generate(model, prompts, bandit.response_length, uniforms, bandit.stop_at_eos)
         with torch.no_grad():
             ref_log_probs = score(reference, prompts, samples.responses).log_probs
         rollout = build_rollout(
@@ -184,14 +185,14 @@ def estimator_gradients(
             cfg.kl_coef,
             cfg.kl_in == "reward",
         )
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"step_tokens": loss_mask(rollout, cfg).sum().item()}
+        if algo in ("grpo", "ppo"):
+            kwargs.update(clip_coef=cfg.epsilon_low, clip_high=cfg.clip_high)
         if algo == "ppo":
             advantages, returns = module.advantages_and_returns(rollout, cfg)
-            kwargs = {"clip_coef": cfg.clip_coef, "returns": returns, "vf_coef": 0.0}
+            kwargs.update(returns=returns, vf_coef=0.0)
         else:
             advantages = module.advantages(rollout, cfg)
-            if algo == "grpo":
-                kwargs = {"clip_coef": cfg.clip_coef}
         loss, _ = minibatch_loss(model, rollout, torch.arange(cfg.batch_size), advantages, cfg, **kwargs)
         out.append(-flat_gradient(loss, model))
     return torch.stack(out)

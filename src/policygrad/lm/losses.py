@@ -16,6 +16,10 @@ reduction          loss                                                  weighs 
                                                                          estimator, unbiased
 =================  ====================================================  ==============================
 
+``batch-token-mean``  Σ_i Σ_t ℓ_it / (tokens of the whole batch / minibatches): DAPO's token-level
+aggregation (Yu et al. 2025), ``token-mean`` whose denominator does not depend on the
+minibatch; equal to ``token-mean`` with one minibatch.
+
 T is the generation budget, a constant (so ``sequence-sum`` keeps ``token-mean``'s
 scale; Liu et al. 2025, "Dr. GRPO"). ``token-mean`` divides by a random total, and
 ``sequence-mean`` by each response's own length, so with responses of different
@@ -33,8 +37,10 @@ import torch
 
 from policygrad.losses import clipped_surrogate_loss, masked_mean, policy_gradient_loss
 
-REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum")
+REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum", "batch-token-mean")
 KL_ESTIMATORS = ("k1", "k3")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
 
 def check_choice(name: str, choices: tuple[str, ...], what: str) -> None:
@@ -43,17 +49,118 @@ def check_choice(name: str, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(choices)}")
 
 
-def reduction_weights(mask: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Weights w (N, T) such that ``masked_mean(x * w, mask)`` is ``reduction`` of x (see module doc)."""
+def reduction_weights(
+    mask: torch.Tensor, reduction: str, step_tokens: float | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Weights w (N, T) such that ``masked_mean(x * w, mask)`` is ``reduction`` of x (see module doc).
+
+    ``step_tokens`` is ``batch-token-mean``'s denominator (the batch's valid tokens over the
+    number of minibatches); without it, this minibatch's own count (``token-mean``).
+    """
     check_choice(reduction, REDUCTIONS, "loss reduction")
-    maskf = mask.to(torch.float32)
+    maskf = mask.to(dtype)
     total = maskf.sum().clamp(min=1.0)
     n, budget = mask.shape
     if reduction == "token-mean":
         return maskf
+    if reduction == "batch-token-mean":
+        return maskf * (total / max(step_tokens, 1.0)) if step_tokens is not None else maskf
     if reduction == "sequence-mean":
         return maskf * (total / n) / maskf.sum(1, keepdim=True).clamp(min=1.0)
     return maskf * (total / (n * budget))  # sequence-sum
+
+
+def loss_type_reduction(loss_type: str) -> str:
+    r"""The reduction that TRL's ``loss_type`` aggregates token losses with (GRPOTrainer, TRL 1.16).
+
+    ===========  ==================  ==========================================================
+    loss_type    reduction           paper
+    ===========  ==================  ==========================================================
+    ``grpo``     ``sequence-mean``   Shao et al. 2024 (DeepSeekMath), eq. 3: (1/G) Σ_i (1/|o_i|) Σ_t
+    ``bnpo``     ``token-mean``      Xiao et al. 2025 (BNPO): Σ_i Σ_t ℓ / Σ_i |o_i| per minibatch
+    ``dr_grpo``  ``sequence-sum``    Liu et al. 2025 (Dr. GRPO): Σ_i Σ_t ℓ / (G · T_max)
+    ``dapo``     ``batch-token-mean``  Yu et al. 2025 (DAPO), eq. 8: Σ_i Σ_t ℓ / Σ_i |o_i| of the batch
+    ``cispo``    ``batch-token-mean``  MiniMax 2025 (MiniMax-M1), with :func:`cispo_loss`
+    ===========  ==================  ==========================================================
+    """
+    check_choice(loss_type, LOSS_TYPES, "loss_type")
+    return _LOSS_TYPE_REDUCTIONS[loss_type]
+
+
+_LOSS_TYPE_REDUCTIONS = {
+    "grpo": "sequence-mean",
+    "bnpo": "token-mean",
+    "dr_grpo": "sequence-sum",
+    "dapo": "batch-token-mean",
+    "cispo": "batch-token-mean",
+}
+
+
+def importance_log_ratio(
+    log_probs: torch.Tensor, old_log_probs: torch.Tensor, mask: torch.Tensor, level: str = "token"
+) -> torch.Tensor:
+    r"""log ρ, (N, T): per token, or GSPO's sequence ratio broadcast over the response's tokens.
+
+    ``token``: log ρ_t = log π(y_t|·) − log π_old(y_t|·). ``sequence`` (GSPO, Zheng et al.
+    2025, eq. 7): log s_i = (1/|y_i|) Σ_t log ρ_t, one length-normalised ratio per response.
+    """
+    check_choice(level, IMPORTANCE_SAMPLING_LEVELS, "importance_sampling_level")
+    log_ratio = log_probs - old_log_probs
+    if level == "token":
+        return log_ratio
+    maskf = mask.to(log_ratio.dtype)
+    per_sequence = (log_ratio * maskf).sum(1, keepdim=True) / maskf.sum(1, keepdim=True).clamp(min=1.0)
+    return per_sequence.expand_as(log_ratio)
+
+
+def _ratio_metrics(log_ratio: torch.Tensor, clipped: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    with torch.no_grad():
+        ratio = log_ratio.exp()
+        return {
+            "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask).item(),
+            "clip_fraction": masked_mean(clipped.to(ratio.dtype), mask).item(),
+        }
+
+
+def clip_higher_surrogate_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_low: float | None,
+    clip_high: float | None,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    r"""PPO's clipped surrogate with separate bounds: DAPO's clip-higher (Yu et al. 2025, eq. 10).
+
+    −masked_mean(min(ρ A, clip(ρ, 1 − ε_low, 1 + ε_high) A)), ρ = e^{``log_ratio``} (token or
+    GSPO sequence ratio, :func:`importance_log_ratio`). A bound of ``None`` is no bound.
+    Shapes (N, T); ``advantages`` carry the reduction's weights.
+    """
+    ratio = log_ratio.exp()
+    low = 1.0 - clip_low if clip_low is not None else 0.0
+    high = 1.0 + clip_high if clip_high is not None else float("inf")
+    advantages = advantages.detach()
+    loss = -masked_mean(torch.minimum(ratio * advantages, ratio.clamp(low, high) * advantages), mask)
+    return loss, {"policy_loss": loss.item(), **_ratio_metrics(log_ratio, (ratio < low) | (ratio > high), mask)}
+
+
+def cispo_loss(
+    log_probs: torch.Tensor,
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    clip_max: float | None,
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    r"""CISPO (MiniMax-M1, 2025, eq. 4): clip the importance weight, not the update.
+
+    −masked_mean(sg(min(ρ, ε_max)) · A · log π(y_t|·)): every token keeps a gradient
+    (PPO's clip zeroes it outside the trust region); only its weight is capped. TRL's
+    ε_max is ``epsilon_high`` (ScaleRL recommends 5.0). Shapes (N, T).
+    """
+    ratio = log_ratio.exp()
+    weight = (ratio.clamp(max=clip_max) if clip_max is not None else ratio).detach()
+    loss = -masked_mean(weight * advantages.detach() * log_probs, mask)
+    clipped = ratio > clip_max if clip_max is not None else torch.zeros_like(mask)
+    return loss, {"policy_loss": loss.item(), **_ratio_metrics(log_ratio, clipped, mask)}
 
 
 def token_policy_loss(
@@ -63,6 +170,11 @@ def token_policy_loss(
     reduction: str = "token-mean",
     old_log_probs: torch.Tensor | None = None,
     clip_coef: float | None = None,
+    *,
+    clip_high: float | None = None,
+    importance_sampling_level: str = "token",
+    cispo: bool = False,
+    step_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""Policy-gradient loss over response tokens with a chosen reduction.
 
@@ -70,6 +182,8 @@ def token_policy_loss(
     −reduce(log π(y_t|·) A_t). With it: PPO's
     :func:`~policygrad.losses.clipped_surrogate_loss`,
     −reduce(min(ρ_t A_t, clip(ρ_t, 1 ± ε) A_t)), ρ_t = π(y_t|·)/π_old(y_t|·).
+    A separate upper bound ``clip_high`` or a ``sequence`` importance ratio takes
+    :func:`clip_higher_surrogate_loss`; ``cispo`` takes :func:`cispo_loss` (ε_max = ``clip_high``).
 
     ==============  ======  =====================================================
     argument        shape   meaning
@@ -77,14 +191,20 @@ def token_policy_loss(
     log_probs       (N, T)  log π_θ(y_t | prompt, y_<t), differentiable
     advantages      (N, T)  A_t (treated as constants)
     mask            (N, T)  valid response tokens
-    old_log_probs   (N, T)  log π at sampling time (needed with ``clip_coef``)
+    old_log_probs   (N, T)  log π at sampling time (needed with a ratio)
     ==============  ======  =====================================================
     """
-    weighted = advantages.detach() * reduction_weights(mask, reduction)
+    weighted = advantages.detach() * reduction_weights(mask, reduction, step_tokens, log_probs.dtype)
+    variant = cispo or importance_sampling_level != "token" or clip_high not in (None, clip_coef)
+    if old_log_probs is None and (variant or clip_coef is not None):
+        raise ValueError("token_policy_loss: an importance ratio needs old_log_probs")
+    if variant:
+        log_ratio = importance_log_ratio(log_probs, old_log_probs, mask, importance_sampling_level)
+        if cispo:
+            return cispo_loss(log_probs, log_ratio, weighted, clip_high, mask)
+        return clip_higher_surrogate_loss(log_ratio, weighted, clip_coef, clip_high, mask)
     if clip_coef is None:
         return policy_gradient_loss(log_probs, weighted, mask)
-    if old_log_probs is None:
-        raise ValueError("token_policy_loss: clip_coef needs old_log_probs")
     return clipped_surrogate_loss(log_probs, old_log_probs, weighted, clip_coef, mask)
 
 
@@ -111,10 +231,11 @@ def kl_loss(
     mask: torch.Tensor,
     estimator: str = "k3",
     reduction: str = "token-mean",
+    step_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The KL penalty placed in the loss (GRPO): reduce(k(y_t)) with ``estimator`` k1 or k3. Shapes (N, T)."""
     per_token = kl_per_token(log_probs, ref_log_probs.detach(), estimator)
-    loss = masked_mean(per_token * reduction_weights(mask, reduction), mask)
+    loss = masked_mean(per_token * reduction_weights(mask, reduction, step_tokens, log_probs.dtype), mask)
     return loss, {"kl_loss": loss.item()}
 
 

@@ -21,6 +21,8 @@ COLUMNS = [
     "clip_fraction",
     "explained_variance",
     "grad_norm",
+    "sampling_rounds",
+    "signal_fraction",
     "learning_rate",
     "tokens_per_second",
 ]

@@ -15,6 +15,7 @@ import torch
 
 from policygrad.lm.generation import Samples
 from policygrad.lm.losses import kl_per_token
+from policygrad.lm.tasks import EOS
 from policygrad.rollout import Rollout
 
 
@@ -54,6 +55,11 @@ def last_token_mask(mask: torch.Tensor) -> torch.Tensor:
     """(N, T) bool, True at the last valid position of each row of ``mask``."""
     lengths = mask.sum(1, keepdim=True)
     return mask & (mask.cumsum(1) == lengths)
+
+
+def ended_with_eos(responses: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the response's last valid token is ``<eos>`` (it was not cut at the budget)."""
+    return ((responses == EOS) & last_token_mask(mask)).any(1)
 
 
 def build_rollout(

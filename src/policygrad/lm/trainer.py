@@ -28,12 +28,14 @@ from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.lm.algorithms import get_algorithm
 from policygrad.lm.checkpoint import load_latest_lm, save_lm_checkpoint
+from policygrad.lm.dynamic_sampling import sample_with_signal
 from policygrad.lm.generation import Samples, generate, sampling_uniforms, score
 from policygrad.lm.losses import sequence_kl
 from policygrad.lm.metrics import LMMetricsLog
 from policygrad.lm.model import read_model_config
 from policygrad.lm.models import is_hf_model, load_policy_model, save_policy_model
 from policygrad.lm.pretrain import PretrainConfig, pretrain
+from policygrad.lm.reward_shaping import soft_overlong_penalty
 from policygrad.lm.rollout import build_rollout
 from policygrad.lm.tasks import Task, get_task
 from policygrad.run_log import make_progress
@@ -234,11 +236,23 @@ class LMTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_ROLLOUT, self.update))
-        prompts = task.prompts(cfg.prompts_per_update, generator).repeat_interleave(cfg.samples_per_prompt, dim=0)
         group_ids = torch.arange(cfg.prompts_per_update).repeat_interleave(cfg.samples_per_prompt)
-        uniforms = sampling_uniforms(generator, prompts.shape[0], task.response_length)
-        samples = self._sample(prompts, task.response_length, uniforms, task.stop_at_eos)
-        scores = task.reward(prompts, samples.responses)
+
+        def draw(groups: int) -> tuple[Samples, torch.Tensor]:
+            prompts = task.prompts(groups, generator).repeat_interleave(cfg.samples_per_prompt, dim=0)
+            uniforms = sampling_uniforms(generator, prompts.shape[0], task.response_length)
+            samples = self._sample(prompts, task.response_length, uniforms, task.stop_at_eos)
+            penalty = soft_overlong_penalty(samples.lengths, task.response_length, cfg.soft_punish_cache)
+            return samples, task.reward(prompts, samples.responses) + penalty
+
+        sampling_metrics: dict[str, float] = {}
+        if cfg.dynamic_sampling:
+            samples, scores, sampling_metrics = sample_with_signal(
+                draw, cfg.prompts_per_update, cfg.samples_per_prompt, cfg.max_sampling_rounds
+            )
+        else:
+            samples, scores = draw(cfg.prompts_per_update)
+        prompts = samples.prompts
         with torch.no_grad():
             ref_log_probs = score(self.reference, prompts, samples.responses).log_probs
         rollout = build_rollout(samples, scores, ref_log_probs, group_ids, cfg.kl_coef, cfg.kl_in == "reward")
@@ -257,6 +271,7 @@ class LMTrainer:
             **sequence_kl(samples.log_probs, ref_log_probs * samples.mask, samples.mask),
             "response_length_mean": samples.lengths.float().mean().item(),
             **metrics,
+            **sampling_metrics,
             "learning_rate": lr,
             "tokens_per_second": tokens / max(elapsed, 1e-9),
         }

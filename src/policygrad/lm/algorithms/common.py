@@ -15,7 +15,7 @@ from policygrad.advantages import gae
 from policygrad.errors import NonFiniteLossError
 from policygrad.lm.generation import score
 from policygrad.lm.losses import kl_loss, token_policy_loss
-from policygrad.lm.rollout import TokenRollout
+from policygrad.lm.rollout import TokenRollout, ended_with_eos
 from policygrad.losses import entropy_bonus, explained_variance, masked_mean, value_loss
 from policygrad.seeding import Stream, stream_seed
 
@@ -66,29 +66,38 @@ def minibatch_loss(
     cfg: Any,
     *,
     clip_coef: float | None = None,
+    clip_high: float | None = None,
     returns: torch.Tensor | None = None,
     vf_coef: float = 0.0,
     value_clip: float | None = None,
+    step_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss on the responses ``index`` of ``rollout``, and its metrics.
 
-    policy term (:func:`~policygrad.lm.losses.token_policy_loss`, clipped when
-    ``clip_coef`` is given) + β·KL term when ``cfg.kl_in == "loss"`` + ``vf_coef``·value
-    loss when ``returns`` are given − ``cfg.ent_coef``·entropy.
+    policy term (:func:`~policygrad.lm.losses.token_policy_loss`, clipped to
+    [1 − ``clip_coef``, 1 + ``clip_high``] when ``clip_coef`` is given, aggregated by
+    ``cfg.reduction``) + β·KL term when ``cfg.kl_in == "loss"`` + ``vf_coef``·value loss
+    when ``returns`` are given − ``cfg.ent_coef``·entropy. ``step_tokens``: the
+    ``batch-token-mean`` denominator. With ``cfg.mask_truncated_completions`` responses cut
+    at the budget take no part in the loss.
     """
-    mask = rollout.mask[index]
+    mask = loss_mask(rollout, cfg)[index]
     scores = score(model, rollout.prompts[index], rollout.actions[index], with_entropy=True)
     loss, metrics = token_policy_loss(
         scores.log_probs,
         advantages[index],
         mask,
-        cfg.loss_reduction,
+        cfg.reduction,
         old_log_probs=rollout.log_probs[index],
         clip_coef=clip_coef,
+        clip_high=clip_high,
+        importance_sampling_level=cfg.importance_sampling_level,
+        cispo=cfg.loss_type == "cispo",
+        step_tokens=step_tokens,
     )
     if cfg.kl_in == "loss" and cfg.kl_coef > 0:
         kl_term, kl_metrics = kl_loss(
-            scores.log_probs, rollout.ref_log_probs[index], mask, cfg.kl_estimator, cfg.loss_reduction
+            scores.log_probs, rollout.ref_log_probs[index], mask, cfg.kl_estimator, cfg.reduction, step_tokens
         )
         loss = loss + cfg.kl_coef * kl_term
         metrics.update(kl_metrics)
@@ -108,6 +117,13 @@ def minibatch_loss(
     return loss, metrics
 
 
+def loss_mask(rollout: TokenRollout, cfg: Any) -> torch.Tensor:
+    """The tokens the loss sees, (N, T): the rollout's mask, less truncated responses when asked (DAPO)."""
+    if not cfg.mask_truncated_completions:
+        return rollout.mask
+    return rollout.mask & ended_with_eos(rollout.actions, rollout.mask).unsqueeze(1)
+
+
 def optimise(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -117,6 +133,7 @@ def optimise(
     update_index: int,
     *,
     clip_coef: float | None = None,
+    clip_high: float | None = None,
     epochs: int = 1,
     minibatches: int = 1,
     returns: torch.Tensor | None = None,
@@ -128,6 +145,7 @@ def optimise(
     Minibatches split whole responses; their order is keyed by (seed, update).
     """
     n = rollout.num_envs
+    step_tokens = loss_mask(rollout, cfg).sum().item() / minibatches  # DAPO's batch-wide token count
     generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_MINIBATCH_ORDER, update_index))
     sums: dict[str, float] = {}
     steps = 0
@@ -141,9 +159,11 @@ def optimise(
                 advantages,
                 cfg,
                 clip_coef=clip_coef,
+                clip_high=clip_high,
                 returns=returns,
                 vf_coef=vf_coef,
                 value_clip=value_clip,
+                step_tokens=step_tokens,
             )
             metrics["grad_norm"] = gradient_step(model, optimizer, loss, cfg.max_grad_norm)
             for key, value in metrics.items():
