@@ -9,6 +9,12 @@ import pytest
 from policygrad.env_state import EnvStateError, apply, capture
 from policygrad.envs import make_envs, reset_seeds
 
+try:
+    import mujoco  # noqa: F401
+except ImportError:
+    mujoco = None
+NEEDS_MUJOCO = pytest.mark.skipif(mujoco is None, reason="needs gymnasium[mujoco]")
+
 
 def actions_for(info, rng, n):
     if info.discrete:
@@ -25,6 +31,9 @@ def actions_for(info, rng, n):
         ("Pendulum-v1", "sync"),
         ("Acrobot-v1", "sync"),
         ("MountainCarContinuous-v0", "sync"),
+        pytest.param("InvertedPendulum-v5", "sync", marks=NEEDS_MUJOCO),
+        pytest.param("HalfCheetah-v5", "sync", marks=NEEDS_MUJOCO),  # contacts: the solver's warm start
+        pytest.param("Ant-v5", "sync", marks=NEEDS_MUJOCO),  # reads positions the last step derived
     ],
 )
 def test_state_as_json_continues_bit_for_bit(env_id, mode):
@@ -103,3 +112,32 @@ class Touch:
 
     def __reduce__(self):
         return (open, (self.path, "w"))
+
+
+class Crash(Exception):
+    pass
+
+
+@NEEDS_MUJOCO
+@pytest.mark.parametrize("env_id", ["InvertedPendulum-v5", "HalfCheetah-v5"])
+def test_a_crashed_mujoco_run_resumes_to_the_same_rows_and_weights(tmp_path, env_id):
+    """Episodes in flight on MuJoCo continue on resume as if never stopped (no --trust-run-folder)."""
+    from test_checkpoint import assert_same_run
+
+    from policygrad.trainer import Trainer, resolve_config
+
+    settings = {"total_steps": 768, "num_envs": 2, "rollout_steps": 64, "minibatch_size": 64, "update_epochs": 2}
+    settings |= {"normalize_obs": True, "checkpoint_every": 2, "eval_every": 0, "eval_episodes": 1}
+    cfg, _ = resolve_config("ppo", env_id, settings)
+    Trainer.new("ppo", cfg, tmp_path / "reference", quiet=True).run()
+
+    def crash_at_update_5(row):  # after update 4's checkpoint; update 5's row is in metrics.csv
+        if row["update"] == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        Trainer.new("ppo", cfg, tmp_path / "crashed", quiet=True).run(crash_at_update_5)
+    resumed = Trainer.resume(tmp_path / "crashed", quiet=True)
+    assert resumed.update == 4 and resumed.collector.state_dict() is not None
+    resumed.run()
+    assert_same_run(tmp_path / "reference", tmp_path / "crashed")

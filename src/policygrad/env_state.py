@@ -7,10 +7,14 @@ generators as ``bit_generator.state``), and :func:`apply` sets them on a fresh s
 :func:`policygrad.envs.make_envs` built from the same config. Reading it parses JSON and
 sets attributes; it never imports, calls or unpickles anything named in the file.
 
-It serves the environments policygrad knows — Gymnasium's classic control (each env and
-its ``TimeLimit``/``OrderEnforcing``/``PassiveEnvChecker`` wrappers), their native vector
-versions, the batched replica, :class:`~policygrad.envs.EpisodeStatistics` and the
-normalisers. Another environment (a user's own class) raises :class:`EnvStateError`; its
+It serves the environments policygrad knows — Gymnasium's classic control and MuJoCo
+environments (each env and its ``TimeLimit``/``OrderEnforcing``/``PassiveEnvChecker``
+wrappers), their native vector versions, the batched replica,
+:class:`~policygrad.envs.EpisodeStatistics` and the normalisers. A MuJoCo env's simulation
+(``MjData``) is saved as its floating-point arrays and ``time``: ``qpos``, ``qvel``, ``act``,
+``ctrl``, the solver's warm start, and the positions derived from them as the last step left
+them (Ant reads its torso's ``xpos`` before it simulates, one step stale); the model is
+rebuilt from the config. Another environment (a user's own class) raises :class:`EnvStateError`; its
 state can then only be saved as a pickle (:func:`pickle_envs`), which resume unpickles
 only when the user trusts the run folder (``--trust-run-folder``).
 """
@@ -31,6 +35,7 @@ FORMAT = 1
 #: Modules whose environments and wrappers keep all their episode state in data attributes.
 KNOWN_MODULES = (
     "gymnasium.envs.classic_control.",
+    "gymnasium.envs.mujoco.",
     "gymnasium.wrappers.common",
     "gymnasium.wrappers.vector.",
     "gymnasium.wrappers.utils",
@@ -55,8 +60,10 @@ SKIP = frozenset(
         "surf",
         "clock",
         "viewer",
+        "mujoco_renderer",
     }
 )
+MJ_DATA, MJ_MODEL = "mujoco._structs.MjData", "mujoco._structs.MjModel"
 BIT_GENERATORS = {name: getattr(np.random, name) for name in ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")}
 _MISSING = object()
 
@@ -106,7 +113,41 @@ def _encode(value: Any, where: str) -> Any:
         return {"dict": {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}}
     if class_name(value) == "gymnasium.wrappers.utils.RunningMeanStd":
         return {"object": class_name(value), "attrs": _attrs(value)}
+    if class_name(value) == MJ_DATA:
+        return {"mujoco_data": _mujoco_arrays(value), "time": value.time}
     raise EnvStateError(f"{where} holds a {type(value).__name__}")
+
+
+def _mujoco_arrays(data: Any) -> dict[str, Any]:
+    """An ``MjData``'s floating-point arrays by name; its integer arrays (indices) every step recomputes."""
+    out = {}
+    for name in dir(data):
+        value = None if name.startswith("_") else getattr(data, name, None)
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+            out[name] = _encode(value, f"MjData.{name}")
+    return out
+
+
+def _apply_mujoco(data: Any, saved: Any, where: str) -> None:
+    """Copy saved arrays into ``data``'s own arrays (same name, shape and dtype), never replacing them.
+
+    Only floating-point arrays are written: an index a crafted file put into MuJoCo could make
+    it read out of bounds. Arrays sized by the contacts of the moment (``efc_*``) are skipped
+    where their size differs: every step recomputes them.
+    """
+    if not isinstance(saved, dict) or not isinstance(saved.get("mujoco_data"), dict):
+        raise EnvStateError(f"{where}: unreadable MuJoCo state")
+    time = saved.get("time")
+    if not isinstance(time, float):
+        raise EnvStateError(f"{where}.time is not a number")
+    for name, encoded in saved["mujoco_data"].items():
+        target = None if name.startswith("_") else getattr(data, name, None)
+        value = _decode(encoded, f"{where}.{name}")
+        if not isinstance(target, np.ndarray) or target.dtype.kind != "f" or not isinstance(value, np.ndarray):
+            raise EnvStateError(f"{where}.{name} is not an array of a MuJoCo simulation")
+        if value.shape == target.shape:
+            target[...] = value
+    data.time = time
 
 
 def _decode(data: Any, where: str) -> Any:
@@ -144,6 +185,8 @@ def _attrs(obj: Any) -> dict[str, Any]:
     for name, value in sorted(vars(obj).items()):
         if name in SKIP or isinstance(value, (gym.Space, gym.envs.registration.EnvSpec, Enum)):
             continue
+        if class_name(value) == MJ_MODEL:  # built from the config's XML, like the spaces
+            continue
         out[name] = _encode(value, f"{type(obj).__name__}.{name}")
     return out
 
@@ -164,6 +207,10 @@ def _apply_attrs(obj: Any, attrs: Any) -> None:
             if current is _MISSING or class_name(current) != data["object"]:
                 raise EnvStateError(f"{where} is not a {data['object']}")
             _apply_attrs(current, data["attrs"])
+        elif isinstance(data, dict) and "mujoco_data" in data:
+            if current is _MISSING or class_name(current) != MJ_DATA:
+                raise EnvStateError(f"{where} is not a MuJoCo simulation")
+            _apply_mujoco(current, data, where)
         else:
             setattr(obj, name, _decode(data, where))
 
