@@ -1,6 +1,7 @@
 """policygrad sweep and report: a ranked report whose intervals an exact bootstrap confirms; SIGKILL and resume."""
 
 import csv
+import inspect
 import itertools
 import json
 import os
@@ -53,6 +54,15 @@ def test_seeds_and_grid_parse_and_bad_input_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("policygrad: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "s" / "sweep.json").exists()
+
+
+def test_the_api_functions_take_their_implementations_arguments():
+    from policygrad import reports, sweeps, tuner
+
+    for api, implementation in ((policygrad.sweep, sweeps.sweep), (policygrad.report, reports.report)):
+        assert inspect.signature(api) == inspect.signature(implementation)
+        assert api.__doc__ and implementation.__doc__
+    assert inspect.signature(policygrad.tune) == inspect.signature(tuner.tune)
 
 
 def test_report_ranks_the_settings_and_an_exact_bootstrap_confirms_its_intervals(tmp_path):
