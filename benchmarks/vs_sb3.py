@@ -1,6 +1,6 @@
 """policygrad against Stable-Baselines3, side by side on this machine.
 
-    pip install 'policygrad[bench]'          # Stable-Baselines3 (the bench extra)
+    pip install 'policygrad[bench,stats]'    # Stable-Baselines3 (bench), rliable for the IQM CIs (stats)
     python benchmarks/vs_sb3.py              # every target, seeds 0-4; writes benchmarks/results/vs_sb3.{md,json}
     python benchmarks/vs_sb3.py --targets 1 4 --seeds 0 1
     python benchmarks/vs_sb3.py --targets 1 --merge   # rerun target 1, keep the others' results
@@ -344,13 +344,29 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def iqm_ci(values: list[float | None], digits: int = 2) -> str:
+    """``IQM [low, high]`` over the seeds: ``policygrad report``'s 95 % stratified bootstrap CI (rliable).
+
+    A run that never reached the target has no time to average: the cell then says how many did not.
+    """
+    missing = sum(v is None for v in values)
+    if missing:
+        return f"— ({missing} of {len(values)} not reached)"
+    from policygrad.reports import interval_estimates  # the function policygrad report uses
+
+    iqm = interval_estimates(values)["iqm"]
+    low, high = iqm["ci"]
+    return f"{fmt(iqm['value'], digits)} [{fmt(low, digits)}, {fmt(high, digits)}]"
+
+
 def markdown(results: dict[str, Any], seeds: list[int]) -> str:
     meta = results["machine"]
     lines = [
         f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), torch {meta['torch']} "
         f"(1 thread), Stable-Baselines3 {meta['sb3']}, gymnasium {meta['gymnasium']}; "
         f"load average {meta['load_before']} before, {meta['load_after']} after. "
-        "Medians over seeds " + ", ".join(map(str, seeds)) + ".",
+        "Medians over seeds " + ", ".join(map(str, seeds)) + "; IQM [95 % CI]: interquartile mean over the seeds "
+        "with its stratified bootstrap confidence interval, by `policygrad report`'s function (rliable).",
         "",
     ]
     for again in meta.get("reruns", []):
@@ -360,7 +376,7 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
             "",
         ]
     seed_cols = " | ".join(f"seed {s}" for s in seeds)
-    dashes = "|".join(["---"] * (len(seeds) + 4))
+    dashes = "|".join(["---"] * (len(seeds) + 5))
     if "throughput" in results:
         lines += [
             "**1. Same work** — SB3-zoo hyperparameters in both libraries, CartPole-v1, env steps/s of training "
@@ -373,12 +389,16 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
             )
             + ". Target: policygrad ≥ 3× SB3.",
             "",
-            f"| algorithm | library | {seed_cols} | median | policygrad / SB3 |",
+            f"| algorithm | library | {seed_cols} | median | IQM [95 % CI] | policygrad / SB3 |",
             f"|{dashes}|",
         ]
         for name, runs in results["throughput"].items():
             sb = [r["steps_per_second"] for r in runs["sb3"]]
-            lines.append(f"| {name} | SB3 | " + " | ".join(fmt(v, 0) for v in sb) + f" | {fmt(median(sb), 0)} | |")
+            lines.append(
+                f"| {name} | SB3 | "
+                + " | ".join(fmt(v, 0) for v in sb)
+                + f" | {fmt(median(sb), 0)} | {iqm_ci(sb, 0)} | |"
+            )
             for key, label in (
                 ("policygrad", "policygrad"),
                 ("policygrad_native", "policygrad, native vector env"),
@@ -390,7 +410,7 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
                 ratio = median(pg) / median(sb)
                 lines.append(
                     f"| {name} | {label} | " + " | ".join(fmt(v, 0) for v in pg) + f" | {fmt(median(pg), 0)} | "
-                    f"**{ratio:.1f}×** |"
+                    f"{iqm_ci(pg, 0)} | **{ratio:.1f}×** |"
                 )
         spread = [
             f"{name} {statistics.median(every(runs['policygrad'])) / statistics.median(every(runs['sb3'])):.2f}×"
@@ -412,7 +432,12 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
     ]:  # fmt: skip
         if key not in results:
             continue
-        lines += [title, "", f"| task | library | {seed_cols} | median | SB3 / policygrad |", f"|{dashes}|"]
+        lines += [
+            title,
+            "",
+            f"| task | library | {seed_cols} | median | IQM [95 % CI] | SB3 / policygrad |",
+            f"|{dashes}|",
+        ]
         for name, runs in results[key].items():
             medians = {lib: median_time_to_target(runs[lib]) for lib in ("sb3", "policygrad")}
             for lib in ("sb3", "policygrad"):
@@ -429,7 +454,13 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
                 if lib == "policygrad" and exact:
                     sb3_med, sb3_exact = medians["sb3"]
                     ratio = f"**{'≥ ' if not sb3_exact else ''}{sb3_med / med:.1f}×**"
-                lines.append(f"| {name} | {label} | " + " | ".join(text) + f" | {med_text} | {ratio} |")
+                times = [
+                    r["target_reached_train_seconds"] if r["target_reached_step"] is not None else None
+                    for r in runs[lib]
+                ]
+                lines.append(
+                    f"| {name} | {label} | " + " | ".join(text) + f" | {med_text} | {iqm_ci(times)} | {ratio} |"
+                )
         lines.append("")
     if "rollout" in results:
         lines += [
