@@ -192,4 +192,5 @@ def replica(env_id: str, num_envs: int) -> gym.vector.VectorEnv | None:
 def has_replica(env_id: str) -> bool:
     """Whether :func:`replica` serves ``env_id``."""
     spec = gym.spec(env_id)
-    return spec.entry_point == CARTPOLE_ENTRY_POINT and not spec.kwargs and bool(spec.max_episode_steps)
+    plain = not spec.kwargs and not spec.additional_wrappers  # the replica has neither kwargs nor wrappers
+    return spec.entry_point == CARTPOLE_ENTRY_POINT and plain and bool(spec.max_episode_steps)

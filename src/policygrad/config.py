@@ -74,6 +74,11 @@ class TrainConfig(RolloutBackendOptions):
         "CartPole-v1", help="Gymnasium environment: a registered id, MODULE:ENV_ID, or MODULE:CALLABLE"
     )
     env_kwargs: dict[str, Any] | None = setting(None, help="keyword arguments for gym.make, as JSON")
+    wrappers: list[Any] | None = setting(
+        None,
+        help="Gymnasium wrappers around each env, in order, as JSON: names of gymnasium.wrappers or "
+        '{"name": ..., "kwargs": {...}} (e.g. AtariPreprocessing, FrameStackObservation)',
+    )
     action_masking: bool = setting(
         True, help='use the env\'s action masks (info["action_mask"] or action_masks()) where it gives them'
     )
@@ -175,6 +180,13 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
                 if p.strip()
             ]
             return tuple(int(p) for p in parts)
+        if hint.startswith("list"):
+            if isinstance(raw, str) and not raw.strip().startswith("["):  # a bare comma-separated list of names
+                return [name.strip() for name in raw.split(",") if name.strip()] or None
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            if value is not None and not isinstance(value, list):
+                raise ValueError
+            return list(value) if value else None
         if hint.startswith("dict"):
             value = json.loads(raw) if isinstance(raw, str) else raw
             if value is not None and not isinstance(value, dict):

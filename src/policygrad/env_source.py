@@ -10,7 +10,10 @@ A run records its environment as a string that a later process can rebuild from,
   ``gymnasium.Env`` (what ``policygrad.train(make_maze)`` records).
 
 Environment keyword arguments (``--env-kwargs '{"size": 8}'``) are part of the run's config
-and passed to every ``gym.make``. :func:`resolve` turns the pair into an id registered in
+and passed to every ``gym.make``; so are Gymnasium wrappers named in the config
+(``wrappers = [{name = "AtariPreprocessing", kwargs = {frame_skip = 4}}]`` in a preset, or
+``--set wrappers='["ClipReward"]'``), applied in order around each env by Gymnasium's own
+``EnvSpec.additional_wrappers``. :func:`resolve` turns the three into an id registered in
 this process, which every vector env, evaluation and Ray worker then makes.
 """
 
@@ -24,29 +27,73 @@ from dataclasses import replace
 from typing import Any
 
 import gymnasium as gym
+import gymnasium.wrappers
+from gymnasium.envs.registration import WrapperSpec
 
 from policygrad.errors import PolicygradError, suggest
 
 #: Packages whose import registers environments: imported (when installed) before an id is looked up.
 REGISTERING_PACKAGES = {"ALE/": "ale_py"}
+#: policygrad's optional extras, by what in an env's entry point or wrappers needs them.
+EXTRAS = {"envs.mujoco": "mujoco", "envs.box2d": "box2d", "ale_py": "atari", "AtariPreprocessing": "atari"}
 
 
-def resolve(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
-    """The id, registered in this process, of ``env_id`` made with ``env_kwargs``; a clear error if none.
+def extra_for(env_key: str) -> str | None:
+    """The ``pip install "policygrad[EXTRA]"`` extra an env needs, where it needs one."""
+    if env_key not in gym.registry:
+        return "atari" if env_key.startswith("ALE/") else None
+    spec = gym.registry[env_key]
+    needs = f"{spec.entry_point} " + " ".join(w.name for w in spec.additional_wrappers)
+    return next((extra for marker, extra in EXTRAS.items() if marker in needs), None)
 
-    ``gym.make(resolve(env_id, kwargs))`` makes exactly what the run trains on.
+
+def resolve(env_id: str, env_kwargs: dict[str, Any] | None = None, wrappers: list[dict[str, Any]] | None = None) -> str:
+    """The id, registered in this process, of ``env_id`` made with ``env_kwargs`` inside ``wrappers``.
+
+    ``gym.make(resolve(env_id, kwargs, wrappers))`` makes exactly what the run trains on; a
+    clear error names an unknown environment or wrapper.
     """
     spec = _spec(env_id)
-    if not env_kwargs:
+    if not env_kwargs and not wrappers:
         return spec.id
+    extra = wrapper_specs(wrappers or [])
     try:
-        encoded = json.dumps(env_kwargs, sort_keys=True)
+        encoded = json.dumps([env_kwargs or {}, wrappers or []], sort_keys=True)
     except TypeError as err:
-        raise PolicygradError(f"env kwargs must be JSON values (numbers, strings, lists, objects): {err}") from None
+        raise PolicygradError(
+            f"env kwargs and wrapper kwargs must be JSON values (numbers, strings, lists, objects): {err}"
+        ) from None
     derived = f"{spec.id}.kwargs-{hashlib.blake2b(encoded.encode(), digest_size=4).hexdigest()}"
     if derived not in gym.registry:
-        gym.registry[derived] = replace(spec, id=derived, kwargs={**spec.kwargs, **env_kwargs})
+        gym.registry[derived] = replace(
+            spec,
+            id=derived,
+            kwargs={**spec.kwargs, **(env_kwargs or {})},
+            additional_wrappers=(*spec.additional_wrappers, *extra),
+        )
     return derived
+
+
+def wrapper_specs(wrappers: list[Any]) -> tuple[WrapperSpec, ...]:
+    """Gymnasium ``WrapperSpec`` s for config entries: ``"Name"`` or ``{"name": "Name", "kwargs": {...}}``.
+
+    Only the single-env wrappers of :mod:`gymnasium.wrappers` are accepted: a run folder's config
+    names them as data, so that resuming a folder never imports code the folder chose.
+    """
+    specs = []
+    for entry in wrappers:
+        name, kwargs = (entry, {}) if isinstance(entry, str) else (entry.get("name"), entry.get("kwargs") or {})
+        known = [n for n in dir(gymnasium.wrappers) if isinstance(getattr(gymnasium.wrappers, n), type)]
+        cls = getattr(gymnasium.wrappers, str(name), None)
+        if not isinstance(cls, type) or not issubclass(cls, gym.Wrapper):
+            raise PolicygradError(
+                f"unknown wrapper {name!r}: wrappers are the env wrappers of gymnasium.wrappers"
+                f'{suggest(str(name), known)} (each entry a name or {{"name": ..., "kwargs": {{...}}}})'
+            )
+        if not isinstance(kwargs, dict):
+            raise PolicygradError(f"wrapper {name}: kwargs must be an object, got {kwargs!r}")
+        specs.append(WrapperSpec(name=name, entry_point=f"gymnasium.wrappers:{name}", kwargs=kwargs))
+    return tuple(specs)
 
 
 def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -56,8 +103,10 @@ def _spec(env_id: str) -> gym.envs.registration.EnvSpec:
             " (for an env object, pass a function that makes it)"
         )
     for prefix, package in REGISTERING_PACKAGES.items():
-        if env_id.startswith(prefix):
-            _import_if_installed(package)
+        if env_id.startswith(prefix) and not _import_if_installed(package):
+            raise PolicygradError(
+                f'{env_id} needs the package {package}, which is not installed: pip install "policygrad[atari]"'
+            )
     if ":" in env_id:
         module_name, name = env_id.split(":", 1)
         module = _import_user_module(module_name, env_id)
@@ -96,11 +145,12 @@ def _import_user_module(module_name: str, env_id: str) -> Any:
         ) from None
 
 
-def _import_if_installed(package: str) -> None:
+def _import_if_installed(package: str) -> bool:
     try:
         importlib.import_module(package)
     except ImportError:
-        pass
+        return False
+    return True
 
 
 def name_of_callable(make_env: Callable[..., gym.Env]) -> str:
@@ -120,4 +170,4 @@ def label(env_id: str) -> str:
     return env_id.split(":", 1)[-1].replace("/", "_")
 
 
-__all__ = ["REGISTERING_PACKAGES", "label", "name_of_callable", "resolve"]
+__all__ = ["EXTRAS", "REGISTERING_PACKAGES", "extra_for", "label", "name_of_callable", "resolve", "wrapper_specs"]

@@ -193,7 +193,9 @@ def make_envs(
             else:
                 envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
     except gym.error.DependencyNotInstalled as err:
-        raise PolicygradError(f"{env_id} needs an extra package: {str(err).splitlines()[0]}") from None
+        extra = env_source.extra_for(env_id)
+        how = f' (pip install "policygrad[{extra}]")' if extra else ""
+        raise PolicygradError(f"{env_id} needs an extra package: {str(err).splitlines()[0]}{how}") from None
     except gym.error.Error as err:
         raise PolicygradError(f"could not create {env_id}: {err}") from None
     info = describe_spaces(spec.id, envs.single_observation_space, envs.single_action_space)

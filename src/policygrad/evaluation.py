@@ -72,8 +72,9 @@ def evaluate_run(
     saved = read_run_config(Path(run_dir))
     checkpoint = load_latest(Path(run_dir), from_checkpoint)  # a newest one that cannot be read is an error
     agent = checkpoint.build_agent()
-    env_id = saved["config"]["env_id"]
-    returns = evaluate(agent, env_source.resolve(env_id, saved["config"].get("env_kwargs")), episodes, seed)
+    config = saved["config"]
+    env_key = env_source.resolve(config["env_id"], config.get("env_kwargs"), config.get("wrappers"))
+    returns = evaluate(agent, env_key, episodes, seed)
     return {
         "mean_return": float(returns.mean()),
         "std_return": float(returns.std()),
@@ -82,7 +83,7 @@ def evaluate_run(
         "max_return": float(returns.max()),
         "returns": returns.tolist(),
         "algo": saved["algo"],
-        "env_id": env_id,
+        "env_id": config["env_id"],
         "env_step": checkpoint.state["counters"]["env_step"],
         "checkpoint": str(checkpoint.path),
         "update": checkpoint.state["update"],

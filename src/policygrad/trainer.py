@@ -62,7 +62,8 @@ def resolve_config(
     values.update(overrides)
     values["env_id"] = env_id
     cfg = build_config(module.Config, values)
-    env_source.resolve(cfg.env_id, cfg.env_kwargs)  # an unknown or unimportable environment fails here, in one line
+    # An unknown or unimportable environment, or an unknown wrapper, fails here, in one line.
+    env_source.resolve(cfg.env_id, cfg.env_kwargs, cfg.wrappers)
     return cfg, preset is not None
 
 
@@ -76,7 +77,7 @@ class Trainer:
         self.run_dir = run_dir
         self.quiet = quiet
         #: The environment's id registered in this process (``env_id`` made with ``env_kwargs``).
-        self.env_key = env_source.resolve(cfg.env_id, cfg.env_kwargs)
+        self.env_key = env_source.resolve(cfg.env_id, cfg.env_kwargs, cfg.wrappers)
         self.history: list[dict[str, Any]] = []
         self.counters: dict[str, Any] = {
             "env_step": 0,

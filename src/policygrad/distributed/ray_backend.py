@@ -170,7 +170,7 @@ class RayCollector(UsesWorkerGroup):
         # Each worker's state before the next batch, kept only when workers may be recreated.
         self._states: list[dict[str, Any]] | None = None
         self._next_update = 0
-        env_spec = gym.spec(env_source.resolve(cfg.env_id, cfg.env_kwargs))
+        env_spec = gym.spec(env_source.resolve(cfg.env_id, cfg.env_kwargs, cfg.wrappers))
         self.group = WorkerGroup(
             RolloutWorker,
             self.shards,
