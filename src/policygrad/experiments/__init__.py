@@ -31,6 +31,7 @@ EXPERIMENTS: dict[str, str] = {
     "argmax-instability": "policygrad.experiments.argmax_instability",
     "chain": "policygrad.experiments.chain",
     "large-actions": "policygrad.experiments.large_actions",
+    "lm-estimators": "policygrad.experiments.lm_estimators",
 }
 
 

@@ -83,7 +83,7 @@ def group_normalised(returns: torch.Tensor, group_ids: torch.Tensor, scale_rewar
     r"""(R_i − mean_g R) / (std R + ε) for ``returns`` (N,), as TRL's GRPOTrainer computes it.
 
     ``scale_rewards``: ``group`` divides by the group's std (Shao et al. 2024), ``batch``
-    by the whole batch's (Hu et al. 2025, "PPO Lite"), ``none`` not at all (Liu et al.
+    by the whole batch's (Lite PPO, arXiv 2508.08221), ``none`` not at all (Liu et al.
     2025, Dr. GRPO: the std re-weights prompts by difficulty). The std is
     Bessel-corrected (TRL's ``nanstd``); the mean is always the group's.
     """
