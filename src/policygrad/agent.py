@@ -21,6 +21,7 @@ from torch import nn
 
 from policygrad import encoders, heads, spaces
 from policygrad.nets import mlp
+from policygrad.recurrent import RecurrentCore
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class AgentSpec:
     action_start: tuple[int, ...] | None = None  # Discrete/MultiDiscrete ``start`` (None: 0)
     observation_space: dict[str, Any] | None = None  # JSON of a space seen flattened (None: a flat Box)
     masked: bool = False  # the env forbids actions by a mask (info["action_mask"] or action_masks())
+    policy: str = "mlp"  # "lstm": a recurrent core between the encoder and the heads (policygrad.recurrent)
+    lstm_hidden_size: int = 64
 
     @property
     def kind(self) -> str:
@@ -53,6 +56,32 @@ class AgentSpec:
         out = asdict(self)
         out["hidden_sizes"] = list(self.hidden_sizes)
         return out
+
+    @classmethod
+    def for_run(cls, info: Any, cfg: Any, critic: bool, masked: bool) -> AgentSpec:
+        """The agent a run trains: the spaces of its environment (``policygrad.envs.EnvInfo``) and the config's network.
+
+        ``masked``: the agent uses the environment's action masks.
+        """
+        return cls(
+            obs_dim=info.obs_dim,
+            discrete=info.discrete,
+            action_dim=info.action_dim,
+            hidden_sizes=cfg.hidden_sizes,
+            activation=cfg.activation,
+            critic=critic,
+            init_log_std=cfg.init_log_std,
+            action_low=info.action_low,
+            action_high=info.action_high,
+            normalize_obs=cfg.normalize_obs,
+            action_kind=info.action_kind,
+            action_nvec=info.action_nvec,
+            action_start=info.action_start,
+            observation_space=info.observation_space,
+            masked=masked,
+            policy=cfg.policy,
+            lstm_hidden_size=cfg.lstm_hidden_size,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentSpec:
@@ -68,7 +97,9 @@ class Agent(nn.Module):
     """Actor (and optional critic) MLPs over flat observations, behind one shared encoder where there are images.
 
     ``encoder`` (:mod:`policygrad.encoders`) is None for observations without images: the
-    MLPs then take the flat observation as it is.
+    MLPs then take the flat observation as it is. ``core`` (:mod:`policygrad.recurrent`) is None
+    for ``policy="mlp"``; with ``policy="lstm"`` an LSTM per network sits between the encoder and
+    its MLP, and the agent steps with a state (:meth:`step`, :meth:`evaluate` with ``memory``).
     """
 
     def __init__(self, spec: AgentSpec) -> None:
@@ -77,6 +108,10 @@ class Agent(nn.Module):
         space = spaces.from_json(spec.observation_space) if spec.observation_space is not None else None
         self.encoder = encoders.build(space)
         width = spec.obs_dim if self.encoder is None else self.encoder.out_features
+        self.core = RecurrentCore(width, spec.lstm_hidden_size, spec.critic) if spec.policy == "lstm" else None
+        width = width if self.core is None else spec.lstm_hidden_size
+        #: The state ``act`` carries between calls (policy=lstm); None: start afresh.
+        self.act_state: torch.Tensor | None = None
         self.actor = mlp(width, spec.hidden_sizes, spec.action_dim, spec.activation, out_gain=0.01)
         self.critic = mlp(width, spec.hidden_sizes, 1, spec.activation, 1.0) if spec.critic else None
         if not spec.discrete:
@@ -108,13 +143,82 @@ class Agent(nn.Module):
         return self.critic(self.features(obs)).squeeze(-1)
 
     def evaluate(
-        self, obs: torch.Tensor, actions: torch.Tensor, action_mask: torch.Tensor | None = None
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        action_mask: torch.Tensor | None = None,
+        memory: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Log-probs (B,), entropies (B,) and values (B,) or None, with gradients (under the action mask, if any)."""
-        x = self.features(obs)  # once, for both networks
+        """Log-probs (B,), entropies (B,) and values (B,) or None, with gradients (under the action mask, if any).
+
+        A recurrent agent takes whole sequences: obs (M, T, obs_dim), actions (M, T, ...) and
+        ``memory = (initial_state (M, rows, hidden), episode_starts (M, T) bool)``, replayed
+        through the core (:meth:`policygrad.recurrent.RecurrentCore.replay`); results are (M, T).
+        """
+        x = critic_x = self.features(obs)  # once, for both networks
+        if self.core is not None:
+            if memory is None:
+                raise ValueError("a recurrent agent evaluates whole sequences: pass memory=(initial_state, starts)")
+            x, critic_x = self.core.replay(x, *memory)
         dist = self.policy(x, action_mask)
-        values = self.critic(x).squeeze(-1) if self.critic is not None else None
+        values = self.critic(critic_x).squeeze(-1) if self.critic is not None else None
         return dist.log_prob(actions), dist.entropy(), values
+
+    # ----- the recurrent step (policy=lstm) --------------------------------------------
+    @property
+    def recurrent(self) -> bool:
+        """Whether the agent carries a state from step to step (``policy="lstm"``)."""
+        return self.core is not None
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        """The state at an episode's start for ``batch`` envs: zeros (batch, rows, lstm_hidden_size)."""
+        assert self.core is not None
+        return self.core.initial_state(batch)
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """One step of a recurrent agent: the actor's outputs (B, width), values (B,) or None, the next state.
+
+        ``starts`` (B,) bool zeroes the state of the envs whose observation begins an episode.
+        """
+        assert self.core is not None
+        x, critic_x, state = self.core.step(self.features(obs), state, starts)
+        values = self.critic(critic_x).squeeze(-1) if self.critic is not None else None
+        return self.actor(x), values, state
+
+    def sample_step(
+        self,
+        obs: torch.Tensor,
+        noise: torch.Tensor,
+        state: torch.Tensor,
+        starts: torch.Tensor | None,
+        action_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """:meth:`sample` for a recurrent agent: actions, log-probs, values (or None) and the next state."""
+        out, values, state = self.step(obs, state, starts)
+        spec, log_std = self.spec, getattr(self, "log_std", None)
+        out = heads.masked(out, action_mask)
+        actions, log_probs = heads.sample(spec.kind, out, noise, log_std, spec.action_nvec, action_mask)
+        return actions, log_probs, values, state
+
+    def mode_step(
+        self, obs: torch.Tensor, state: torch.Tensor, action_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`mode` for a recurrent agent: the deterministic actions and the next state."""
+        out, _, state = self.step(obs, state)
+        return heads.mode(self.spec.kind, heads.masked(out, action_mask), self.spec.action_nvec), state
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        """The critic's parameters (its MLP, and its LSTM where there is one): clipped apart from the actor's."""
+        if self.critic is None:
+            return []
+        lstm = self.core.critic_lstm if self.core is not None else None
+        return [*self.critic.parameters(), *(lstm.parameters() if lstm is not None else ())]
+
+    def reset_memory(self) -> None:
+        """Forget the state :meth:`act` carries: the next call starts an episode (policy=lstm)."""
+        self.act_state = None
 
     # ----- the rollout's hot path ----------------------------------------------------
     def sample(
@@ -159,12 +263,16 @@ class Agent(nn.Module):
         return (obs - mean) / np.sqrt(var + 1e-8)
 
     # ----- the public API --------------------------------------------------------------
-    def act(self, obs: Any, deterministic: bool = True, action_mask: Any = None) -> Any:
+    def act(self, obs: Any, deterministic: bool = True, action_mask: Any = None, episode_start: Any = False) -> Any:
         """Action(s) for raw observation(s): one observation → one action, a batch → a batch.
 
         Applies the observation normalisation the agent was trained with; continuous
         actions come back clipped to the action bounds. ``action_mask`` (bool, True = allowed,
         as the env reports it) restricts the choice to the allowed actions.
+
+        A recurrent agent (policy=lstm) remembers: each call continues the episode of the
+        previous one. ``episode_start=True`` (or one bool per env of a batch) starts a new
+        episode from a zero state; so do :meth:`reset_memory` and a change of batch size.
         """
         if self.spec.observation_space is not None:  # Dict, Discrete, images of any shape…: flattened as in training
             space = spaces.from_json(self.spec.observation_space)
@@ -178,7 +286,11 @@ class Agent(nn.Module):
             obs_t = torch.as_tensor(batch, dtype=torch.float32)
             mask = None if action_mask is None else torch.as_tensor(np.asarray(action_mask, dtype=bool))
             mask = None if mask is None else mask.reshape(obs_t.shape[0], -1)
-            if deterministic:
+            if self.core is not None:
+                spec, out = self.spec, heads.masked(self._remember(obs_t, episode_start), mask)
+                dist = heads.distribution(spec.kind, out, getattr(self, "log_std", None), spec.action_nvec)
+                actions = heads.mode(spec.kind, out, spec.action_nvec) if deterministic else dist.sample()
+            elif deterministic:
                 actions = self.mode(obs_t, mask)
             else:
                 actions = self.distribution(obs_t, mask).sample()
@@ -186,3 +298,12 @@ class Agent(nn.Module):
         if single:
             return env_actions[0].item() if self.spec.kind == "discrete" else env_actions[0]
         return env_actions
+
+    def _remember(self, obs: torch.Tensor, episode_start: Any) -> torch.Tensor:
+        """The actor's outputs for ``obs`` (B, obs_dim) from the state :meth:`act` carries, which this step advances."""
+        batch = obs.shape[0]
+        if self.act_state is None or self.act_state.shape[0] != batch:
+            self.act_state = self.initial_state(batch)
+        starts = torch.from_numpy(np.broadcast_to(np.asarray(episode_start, dtype=bool), (batch,)).copy())
+        out, _, self.act_state = self.step(obs, self.act_state, starts)
+        return out

@@ -27,6 +27,8 @@ else:  # pragma: no cover
 
 #: ``learner`` values: auto, the kernels of policygrad.kernels fastest first, the autograd reference.
 LEARNERS = ("auto", "numpy-mlp", "fused-mlp", "autograd")
+#: ``policy`` values: the feed-forward agent, or an LSTM core between the encoder and the heads.
+POLICIES = ("mlp", "lstm")
 
 
 def positive(x: Any) -> bool:
@@ -97,6 +99,14 @@ class TrainConfig(RolloutBackendOptions):
         (64, 64), lambda v: len(v) > 0 and all(h > 0 for h in v), "positive sizes", "MLP hidden layer sizes"
     )
     activation: str = setting("tanh", lambda v: v in ("tanh", "relu", "elu", "silu"), "tanh, relu, elu or silu")
+    policy: str = setting(
+        "mlp",
+        lambda v: v in POLICIES,
+        ", ".join(POLICIES),
+        "mlp: feed-forward actor and critic; lstm: one LSTM between the observation and the actor and critic MLPs, "
+        "its state carried through each episode (policygrad.recurrent; PPO minibatches are then whole sequences)",
+    )
+    lstm_hidden_size: int = setting(64, positive, "> 0", "units of the LSTM (policy=lstm)")
     learning_rate: float = setting(1e-3, positive, "> 0", "Adam learning rate")
     anneal_lr: bool = setting(False, help="decay the learning rate linearly to 0 over total_steps")
     max_grad_norm: float = setting(0.5, non_negative, ">= 0", "gradient-norm clipping (0: off)")
@@ -132,6 +142,10 @@ class TrainConfig(RolloutBackendOptions):
 
     def validate(self) -> None:
         """Cross-field checks; algorithms override and call super()."""
+        if self.policy == "lstm" and self.backend == "ray":
+            raise PolicygradError("policy=lstm runs with backend=local only: Ray workers do not carry the LSTM state")
+        if self.policy == "lstm" and self.log_gradient_variance:
+            raise PolicygradError("log_gradient_variance needs policy=mlp: it draws minibatches of single steps")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

@@ -30,7 +30,8 @@ def evaluate(
     """Returns of ``episodes`` episodes played in parallel, one per env, seeded ``seed + offset + i``.
 
     The same weights and seed always give the same returns; observation normalisation
-    uses the statistics stored in the agent.
+    uses the statistics stored in the agent. A recurrent agent (policy=lstm) plays each
+    episode from a zero state of its own, whatever state training carries.
     """
     envs = batched_envs.replica(env_id, episodes)  # steps exactly as the SyncVectorEnv below, faster
     if envs is None:
@@ -43,18 +44,25 @@ def evaluate(
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         generator = torch.Generator().manual_seed(seed)
+        state = agent.initial_state(episodes) if agent.recurrent else None  # one episode per env: never reset
         with torch.no_grad():
             for _ in range(limit):
                 obs_t = torch.as_tensor(agent.normalize_observation(obs), dtype=torch.float32)
                 if deterministic:
                     allowed = torch.from_numpy(action_masks(envs, info, width)) if masked else None
-                    actions = agent.mode(obs_t, allowed)
+                    if state is not None:
+                        actions, state = agent.mode_step(obs_t, state, allowed)
+                    else:
+                        actions = agent.mode(obs_t, allowed)
                 else:
                     spec = agent.spec
                     shape, normal = heads.noise_shape(spec.kind, spec.action_dim, spec.action_nvec)
                     noise = (torch.randn if normal else torch.rand)(episodes, *shape, generator=generator)
                     allowed = torch.from_numpy(action_masks(envs, info, width)) if masked else None
-                    actions = agent.sample(obs_t, noise, allowed)[0]
+                    if state is not None:
+                        actions, _, _, state = agent.sample_step(obs_t, noise, state, None, allowed)
+                    else:
+                        actions = agent.sample(obs_t, noise, allowed)[0]
                 obs, reward, term, trunc, info = envs.step(agent.to_env_actions(actions))
                 returns += np.where(running, reward, 0.0)
                 running &= ~(term | trunc)

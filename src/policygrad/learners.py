@@ -63,6 +63,10 @@ class Batch:
     observations (B, obs_dim), actions (B,) or (B, action_dim), old_log_probs (B,) and
     old_values (B,) at collection, advantages (B,), returns (B,) the critic's targets, mask
     (B,) bool of valid samples (padding never counts).
+
+    A batch of a recurrent agent holds whole sequences instead: every field is (M, T, ...), and
+    ``initial_state`` (M, rows, hidden) and ``episode_starts`` (M, T) let the agent replay them
+    (:mod:`policygrad.recurrent`). ``take`` and ``split`` then pick and cut sequences, not steps.
     """
 
     observations: torch.Tensor
@@ -73,10 +77,28 @@ class Batch:
     returns: torch.Tensor
     mask: torch.Tensor
     action_masks: torch.Tensor | None = None  # (B, width) bool: the actions the env allowed (None: no mask)
+    initial_state: torch.Tensor | None = None  # (M, rows, hidden): a recurrent agent's state at each sequence's start
+    episode_starts: torch.Tensor | None = None  # (M, T) bool: the steps that begin an episode
 
     @classmethod
     def of(cls, rollout: Rollout, advantages: torch.Tensor, returns: torch.Tensor) -> Batch:
-        """The (N, T) rollout flattened to N·T samples, with its advantages and returns (N, T)."""
+        """The (N, T) rollout flattened to N·T samples, with its advantages and returns (N, T).
+
+        A rollout of a recurrent agent (with ``initial_state``) stays (N, T): N whole sequences.
+        """
+        if rollout.initial_state is not None:
+            return cls(
+                observations=rollout.observations,
+                actions=rollout.actions,
+                old_log_probs=rollout.log_probs,
+                old_values=rollout.values,
+                advantages=advantages,
+                returns=returns,
+                mask=rollout.mask,
+                action_masks=rollout.action_masks,
+                initial_state=rollout.initial_state,
+                episode_starts=rollout.episode_starts,
+            )
         return cls(
             observations=rollout.flat("observations"),
             actions=rollout.flat("actions"),
@@ -104,6 +126,13 @@ class Batch:
 
     def with_advantages(self, advantages: torch.Tensor) -> Batch:
         return replace(self, advantages=advantages)
+
+    @property
+    def memory(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(initial_state, episode_starts)`` for a batch of sequences (:meth:`Agent.evaluate`), else None."""
+        if self.initial_state is None or self.episode_starts is None:
+            return None
+        return self.initial_state, self.episode_starts
 
 
 @dataclass(frozen=True)
@@ -158,7 +187,8 @@ class AutogradLearner:
     def step(self, batch: Batch, terms: LossTerms) -> StepMetrics:
         """Minimise ``terms`` on ``batch`` by one gradient step; raises before stepping on a NaN/inf."""
         mask = batch.mask
-        log_probs, entropy, values = self.agent.evaluate(batch.observations, batch.actions, batch.action_masks)
+        memory = batch.memory
+        log_probs, entropy, values = self.agent.evaluate(batch.observations, batch.actions, batch.action_masks, memory)
         if terms.clip_coef is None:
             loss, metrics = policy_gradient_loss(log_probs, batch.advantages, mask)
         else:
@@ -176,8 +206,12 @@ class AutogradLearner:
             metrics["approx_kl"] = _k3_kl(log_probs.detach(), batch.old_log_probs, mask)
         metrics["grad_norm"] = gradient_step(self.agent, self.optimizer, loss, terms.max_grad_norm)
         if terms.kl_after_step:
+            observations, actions, action_masks = batch.observations, batch.actions, batch.action_masks
             with torch.no_grad():
-                new_log_probs = self.agent.distribution(batch.observations, batch.action_masks).log_prob(batch.actions)
+                if memory is None:
+                    new_log_probs = self.agent.distribution(observations, action_masks).log_prob(actions)
+                else:  # sequences: replayed through the updated LSTM
+                    new_log_probs = self.agent.evaluate(observations, actions, action_masks, memory)[0]
             metrics["approx_kl"] = _k3_kl(new_log_probs, batch.old_log_probs, mask)
         return StepMetrics(**metrics)
 
@@ -214,7 +248,7 @@ def gradient_step(agent: Agent, optimizer: torch.optim.Optimizer, loss: torch.Te
 
 def parameter_groups(agent: Agent) -> list[list[nn.Parameter]]:
     """The actor's parameters (with ``log_std``), then the critic's if there is one: each is clipped alone."""
-    critic = list(agent.critic.parameters()) if agent.critic is not None else []
+    critic = agent.critic_parameters()
     critic_ids = {id(p) for p in critic}
     actor = [p for p in agent.parameters() if id(p) not in critic_ids]
     return [actor, critic] if critic else [actor]

@@ -42,7 +42,14 @@ class Rollout:
     next_values   (N, T)          V of the observation after the step; for a truncated
                                   step, V(true final observation)
     action_masks  (N, T, width)   bool, the actions the env allowed (None: no mask)
+    initial_state (N, rows, H)    a recurrent agent's state before step 0 (None: MLP)
+    episode_starts (N, T)         bool, the step's observation begins an episode: the
+                                  recurrent state is zeroed before it (None: MLP)
     ============  ==============  =====================================================
+
+    A recurrent agent's update replays each env's T steps from ``initial_state``
+    (:mod:`policygrad.recurrent`); with minibatches of whole sequences that is the only
+    state it needs, so the per-step states are not kept.
     """
 
     observations: torch.Tensor
@@ -56,6 +63,8 @@ class Rollout:
     next_values: torch.Tensor
     # keyword-only, so that subclasses (token rollouts) add required fields after it
     action_masks: torch.Tensor | None = field(default=None, kw_only=True)
+    initial_state: torch.Tensor | None = field(default=None, kw_only=True)
+    episode_starts: torch.Tensor | None = field(default=None, kw_only=True)
 
     @property
     def done(self) -> torch.Tensor:
@@ -114,7 +123,7 @@ def _zero_padding(rollout: Rollout) -> Rollout:
     out = {}
     for f in fields(Rollout):
         tensor = getattr(rollout, f.name)
-        if tensor is not None and f.name != "mask":
+        if tensor is not None and f.name not in ("mask", "initial_state"):  # the state is per env, not per step
             tensor = tensor.masked_fill(padding.reshape(*padding.shape, *(1,) * (tensor.dim() - 2)), 0)
         out[f.name] = tensor
     return Rollout(**out)
@@ -148,6 +157,10 @@ class RolloutCollector:
         self.env_indices = list(env_indices) if env_indices is not None else list(range(self.num_envs))
         self.obs: np.ndarray | None = None
         self.prev_done = np.zeros(self.num_envs, dtype=bool)
+        #: A recurrent agent's state (N, rows, H), carried from rollout to rollout, and which envs start an episode
+        #: at the next step (policygrad.recurrent); None for an MLP agent.
+        self.memory = agent.initial_state(self.num_envs).numpy() if agent.recurrent else None
+        self.episode_start = np.ones(self.num_envs, dtype=bool)
         self.recent_returns: collections.deque[float] = collections.deque(maxlen=return_window)
         self.recent_lengths: collections.deque[int] = collections.deque(maxlen=return_window)
 
@@ -156,6 +169,7 @@ class RolloutCollector:
         self.obs = np.asarray(obs, dtype=np.float32)
         self.action_mask = self._masks(info)
         self.prev_done[:] = False
+        self.episode_start[:] = True
 
     # ----- collection ------------------------------------------------------------------
     def collect(self, steps: int, update: int) -> Rollout:
@@ -205,6 +219,26 @@ class RolloutCollector:
 
         def bootstrap_values(obs: torch.Tensor) -> torch.Tensor:
             return fused.values(obs) if fused is not None else agent.sample(obs, torch.zeros_like(noise[0]))[2]
+
+        recurrent = self.memory is not None
+        if recurrent:  # the same two functions for a recurrent agent, which steps with its state
+            initial_state = torch.from_numpy(self.memory.copy())
+            episode_starts = np.zeros((n, steps), dtype=bool)
+
+            def policy_step(obs: torch.Tensor, u: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                # an env whose previous step was a reset step (prev_done) begins an episode at the next
+                t, starts = len(started), self.episode_start
+                allowed = None if self.action_mask is None else torch.from_numpy(self.action_mask)
+                state = torch.from_numpy(self.memory)
+                actions, log_probs, values, state = agent.sample_step(obs, u, state, torch.from_numpy(starts), allowed)
+                episode_starts[:, t], self.memory, self.episode_start = starts, state.numpy(), prev_done.copy()
+                started.append(t)
+                return actions.numpy(), log_probs.numpy(), None if values is None else values.numpy()
+
+            def bootstrap_values(obs: torch.Tensor) -> torch.Tensor:  # V(s_T), the state left as it is
+                return agent.step(obs, torch.from_numpy(self.memory), torch.from_numpy(self.episode_start))[1]
+
+            started: list[int] = []
 
         # numpy buffers: a write costs a microsecond, a torch index-put several.
         observations = np.empty((n, steps, *self.obs.shape[1:]), dtype=np.float32)
@@ -268,6 +302,8 @@ class RolloutCollector:
             mask=torch.from_numpy(mask[:, sl]),
             next_values=values_all[:, 1 : length + 1],
             action_masks=None if action_masks is None else torch.from_numpy(action_masks[:, sl]),
+            initial_state=initial_state if recurrent else None,
+            episode_starts=torch.from_numpy(episode_starts[:, sl]) if recurrent else None,
         )
 
     def _masks(self, info: dict[str, Any]) -> np.ndarray | None:
@@ -293,6 +329,8 @@ class RolloutCollector:
             "obs": None if self.obs is None else self.obs.tolist(),
             "prev_done": self.prev_done.tolist(),
             "action_mask": None if self.action_mask is None else self.action_mask.tolist(),
+            "memory": None if self.memory is None else self.memory.tolist(),
+            "episode_start": self.episode_start.tolist(),
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
         }
@@ -305,3 +343,6 @@ class RolloutCollector:
             self.prev_done = np.asarray(state["prev_done"], dtype=bool)
             if state.get("action_mask") is not None:
                 self.action_mask = np.asarray(state["action_mask"], dtype=bool)
+            if state.get("memory") is not None and self.memory is not None:
+                self.memory = np.asarray(state["memory"], dtype=np.float32)
+                self.episode_start = np.asarray(state["episode_start"], dtype=bool)

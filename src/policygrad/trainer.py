@@ -104,27 +104,9 @@ class Trainer:
         self.lock = lock_run_dir(run_dir)  # one writer: a second train --out run_dir stops here
         check_new_run_dir(run_dir)  # again, now that no other process can be writing it
         write_run_config(run_dir, {"algo": algo, "preset": preset_used, "config": cfg.to_dict()})
-        self.agent = Agent(
-            AgentSpec(
-                obs_dim=self.info.obs_dim,
-                discrete=self.info.discrete,
-                action_dim=self.info.action_dim,
-                hidden_sizes=cfg.hidden_sizes,
-                activation=cfg.activation,
-                critic=self.algo.USES_CRITIC,
-                init_log_std=cfg.init_log_std,
-                action_low=self.info.action_low,
-                action_high=self.info.action_high,
-                normalize_obs=cfg.normalize_obs,
-                action_kind=self.info.action_kind,
-                action_nvec=self.info.action_nvec,
-                action_start=self.info.action_start,
-                observation_space=self.info.observation_space,
-                masked=cfg.action_masking
-                and self.info.action_kind in ("discrete", "multi_discrete")
-                and envs_lib.provides_action_masks(self.env_key),
-            )
-        )
+        info, kinds = self.info, ("discrete", "multi_discrete")
+        masked = cfg.action_masking and info.action_kind in kinds and envs_lib.provides_action_masks(self.env_key)
+        self.agent = Agent(AgentSpec.for_run(info, cfg, critic=self.algo.USES_CRITIC, masked=masked))
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.collector = env_faults.GuardedCollector(make_collector(self.envs, self.agent, cfg))  # here, or Ray
         self._select_learner()  # after every option was checked: a refused run prints one line

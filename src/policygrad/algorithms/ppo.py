@@ -40,12 +40,20 @@ class PPOConfig(A2CConfig):
     target_kl: float | None = setting(None, help="stop the epochs early once approx KL exceeds this")
 
     def validate(self) -> None:
+        super().validate()
         batch = self.num_envs * self.rollout_steps
         if batch % self.minibatch_size != 0:
             raise PolicygradError(
                 f"invalid minibatch_size = {self.minibatch_size}: it must divide the batch num_envs × rollout_steps"
                 f" = {self.num_envs} × {self.rollout_steps} = {batch} (try --set minibatch_size="
                 f"{_largest_divisor(batch, self.minibatch_size)})"
+            )
+        sequences, leftover = divmod(self.minibatch_size, self.rollout_steps)
+        if self.policy == "lstm" and (leftover != 0 or self.num_envs % sequences != 0):
+            raise PolicygradError(
+                f"invalid minibatch_size = {self.minibatch_size}: with policy=lstm a minibatch is whole sequences, a"
+                f" multiple of rollout_steps = {self.rollout_steps} that divides the batch (try --set minibatch_size="
+                f"{self.rollout_steps * _largest_divisor(self.num_envs, max(sequences, 1))})"
             )
         if self.target_kl is not None and not non_negative(self.target_kl):
             raise PolicygradError(f"invalid target_kl = {self.target_kl}: allowed >= 0 or none")
@@ -65,8 +73,14 @@ NORMALIZES_EACH_MINIBATCH = True
 
 
 def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int) -> dict[str, float]:
-    """``update_epochs`` epochs of clipped-surrogate minibatch steps on one (N, T) rollout."""
+    """``update_epochs`` epochs of clipped-surrogate minibatch steps on one (N, T) rollout.
+
+    A recurrent agent's batch holds N whole sequences (:class:`Batch`): the shuffle then draws
+    environments, and each minibatch is ``minibatch_size / T`` of them with all their T steps,
+    replayed from the rollout's initial state (CleanRL's ppo_atari_lstm does the same).
+    """
     batch = Batch.of(rollout, *advantages(rollout, cfg))
+    per_row = batch.mask[0].numel()  # samples per row of the batch: 1, or T for sequences
     terms = LossTerms(
         vf_coef=cfg.vf_coef,
         ent_coef=cfg.ent_coef,
@@ -82,10 +96,11 @@ def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int
     size = cfg.minibatch_size
     if cfg.normalize_advantages:  # standardised within each minibatch
         rows = shuffled.advantages.view(-1, size)
-        shuffled = shuffled.with_advantages(normalize_rows(rows, shuffled.mask.view(-1, size)).reshape(-1))
-    minibatches = list(shuffled.split(size))
+        normalized = normalize_rows(rows, shuffled.mask.view(-1, size))
+        shuffled = shuffled.with_advantages(normalized.reshape(shuffled.advantages.shape))
+    minibatches = list(shuffled.split(size // per_row))
     has_samples = shuffled.mask.view(-1, size).any(1).tolist()  # a minibatch of padding alone is skipped
-    per_epoch = len(batch) // size
+    per_epoch = len(batch) // (size // per_row)
     steps: list[StepMetrics] = []
     epochs_run = 0
     for epoch in range(cfg.update_epochs):

@@ -18,10 +18,12 @@ def linears(seq: nn.Module | None) -> list[nn.Linear]:
 
 def agent_refusal(agent: Any) -> str | None:
     """Why the layout cannot hold this agent, or None when it can. Served: policygrad's MLP agents over flat
-    observations (no image encoder) with tanh or ReLU, float32 on CPU, every parameter trained."""
+    observations (no image encoder, no LSTM core) with tanh or ReLU, float32 on CPU, every parameter trained."""
     spec = getattr(agent, "spec", None)
     if spec is None or not hasattr(agent, "actor"):
         return "not a policygrad MLP agent"
+    if getattr(agent, "core", None) is not None:
+        return "recurrent policy (policy=lstm: it holds MLPs only; the LSTM trains under autograd)"
     if getattr(agent, "encoder", None) is not None:
         return "image observations (it holds MLPs only; the CNN encoder trains under autograd)"
     if spec.kind not in ("discrete", "box") or getattr(spec, "masked", False):
