@@ -68,12 +68,15 @@ def test_a_ray_sweep_killed_with_sigkill_resumes_on_ray_to_the_runs_of_a_local_s
 
 
 def test_ray_sweep_options_are_checked_in_one_line(tmp_path, capsys):
+    unreachable = ["--backend", "ray", "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "u")]
     for argv in (
         ["sweep", "a2c", "CartPole-v1", "--ray-address", "auto", "--out", str(tmp_path / "s")],
         ["sweep", "a2c", "CartPole-v1", "--backend", "ray", "--workers", "0", "--out", str(tmp_path / "s")],
         ["sweep", "--resume", str(tmp_path / "s"), "--out", str(tmp_path / "t")],
+        ["sweep", "a2c", "CartPole-v1", *unreachable],
     ):
         assert main(argv) == 1
         err = capsys.readouterr().err
         assert err.startswith("policygrad: error:") and err.count("\n") == 1, err
     assert not (tmp_path / "s").exists()
+    assert not (tmp_path / "u" / "sweep.json").exists()  # a cluster out of reach leaves no sweep to resume

@@ -294,7 +294,6 @@ def sweep(
                     f"{out} already holds a sweep; continue it with 'policygrad sweep --resume {out}'"
                 )
             plan = plan_sweep(algo, env_id, parse_seeds(seeds) if isinstance(seeds, str) else seeds, grid, steps)
-            write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
         if backend == "ray":
             from policygrad.distributed.ray_sweep import RayTaskPool  # Ray is entered only here
 
@@ -302,6 +301,8 @@ def sweep(
         else:
             pool = ProcessPool()
         try:
+            if not resume:  # written once the backend is up: a cluster out of reach leaves no half-started sweep
+                write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
             return _execute(plan, sweep_dir, Path(out), workers or pool.default_workers(), quiet, pool)
         finally:
             pool.close()
