@@ -105,7 +105,7 @@ def main() -> None:
         "command": COMMAND
         + (" --ray" if args.ray else "")
         + (f" --steps {args.steps}" if args.steps != 20_000 else ""),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "steps": args.steps,
         "seeds": SEEDS,
