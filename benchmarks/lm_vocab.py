@@ -8,21 +8,32 @@ by inverse CDF against ``torch.multinomial``, and trains the 32K policy briefly 
 that it learns. One CPU thread.
 
     python benchmarks/lm_vocab.py [--updates 150] [--out benchmarks/results/lm_vocab.json]
+
+``--compare-scorers`` skips pretraining and the training run and times RLOO updates of a
+freshly initialised model at each vocabulary with the two scorers of ``score`` — the
+autograd ``reference`` (log_softmax) and the ``fused`` one (the gradient written out) —
+alternating them, side by side:
+
+    python benchmarks/lm_vocab.py --compare-scorers [--updates 10] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from policygrad.lm import generation
 from policygrad.lm.algorithms import rloo
 from policygrad.lm.generation import generate, inverse_cdf_sample, sampling_uniforms, score
+from policygrad.lm.model import TransformerLM
 from policygrad.lm.pretrain import PretrainConfig, pretrain
 from policygrad.lm.rollout import build_rollout
 from policygrad.lm.tasks import get_task
@@ -75,14 +86,54 @@ def sampler_times(vocab_size: int, batch: int = 128, repeats: int = 50) -> dict[
     return out
 
 
+@contextlib.contextmanager
+def scorer(name: str) -> Iterator[None]:
+    """Make ``score``'s default scorer ``name`` for the duration (the timed code is the library's own)."""
+    original = generation.SCORERS["fused"]
+    generation.SCORERS["fused"] = generation.SCORERS[name]
+    try:
+        yield
+    finally:
+        generation.SCORERS["fused"] = original
+
+
+def compare_scorers(updates: int, rounds: int) -> None:
+    """ms per RLOO update (and per phase) with each scorer, alternating, at 16 and 32,000 tokens."""
+    best: dict[tuple[int, str], dict[str, float]] = {}
+    for _ in range(rounds):
+        for vocab in (16, 32000):
+            task = get_task("sum", vocab)
+            torch.manual_seed(0)
+            model = TransformerLM(PretrainConfig(vocab_size=vocab).model_config(task))
+            for name in ("reference", "fused"):
+                with scorer(name):
+                    times = phase_times(model, vocab, updates)
+                key = (vocab, name)
+                if key not in best or times["total_ms"] < best[key]["total_ms"]:
+                    best[key] = times
+    print("| vocabulary | scorer | ms / update | sampling | reference log-probs | update | × the 16-token update |")
+    print("|---|---|---|---|---|---|---|")
+    for (vocab, name), t in best.items():
+        ratio = t["total_ms"] / best[(16, name)]["total_ms"]
+        print(
+            f"| {vocab:,} | {name} | {t['total_ms']:.1f} | {t['sample_ms']:.1f} | {t['reference_ms']:.1f} "
+            f"| {t['update_ms']:.1f} | ×{ratio:.1f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=30, help="timed updates per vocabulary")
     parser.add_argument("--train-updates", type=int, default=300, help="RLOO updates of the 32K training run")
     parser.add_argument("--pretrain-steps", type=int, default=1200, help="pretraining steps of each reference")
     parser.add_argument("--out", default="benchmarks/results/lm_vocab.json")
+    parser.add_argument("--compare-scorers", action="store_true", help="time the two scorers only (no pretraining)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of --compare-scorers (best kept)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.compare_scorers:
+        compare_scorers(args.updates, args.rounds)
+        return
     results: dict[str, dict] = {}
     work = Path(tempfile.mkdtemp(prefix="lm_vocab_"))
     for vocab in (16, 32000):
