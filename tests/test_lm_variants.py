@@ -173,11 +173,28 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+# the same options on the other algorithms: RLOO (one on-policy step) and PPO (a critic, several epochs)
+OTHER_ALGORITHMS = {
+    "rloo-dr_grpo": ("rloo", ["loss_type=dr_grpo", "dynamic_sampling=true"]),
+    "ppo-dapo-gspo": (
+        "ppo",
+        [
+            "loss_type=dapo",
+            "epsilon_high=0.28",
+            "importance_sampling_level=sequence",
+            "mask_truncated_completions=true",
+        ],
+    ),
+}
+CASES = {**{name: ("grpo", settings) for name, settings in VARIANTS.items()}, **OTHER_ALGORITHMS}
+
+
+@pytest.mark.parametrize("variant", list(CASES))
 def test_every_variant_trains_sum_from_the_cli_into_a_clean_run_folder(tmp_path, sum_reference, variant):
     run = tmp_path / variant
-    settings = [arg for s in VARIANTS[variant] for arg in ("--set", s)]
-    argv = ["lm", "train", "grpo", "sum", "--ref", str(sum_reference), "--out", str(run), "--updates", "3"]
+    algo, variant_settings = CASES[variant]
+    settings = [arg for s in variant_settings for arg in ("--set", s)]
+    argv = ["lm", "train", algo, "sum", "--ref", str(sum_reference), "--out", str(run), "--updates", "3"]
     assert main([*argv, *FAST, *settings]) == 0
     assert sorted(p.name for p in run.iterdir()) == [  # nothing half-written left behind
         ".lock",
@@ -190,7 +207,7 @@ def test_every_variant_trains_sum_from_the_cli_into_a_clean_run_folder(tmp_path,
         "tensorboard",
     ]
     saved = json.loads((run / "config.json").read_text())["config"]
-    for setting in VARIANTS[variant]:
+    for setting in variant_settings:
         key, value = setting.split("=")
         assert str(saved[key]).lower() == value.lower()
     summary = json.loads((run / "summary.json").read_text())
