@@ -5,7 +5,6 @@ head with 2 CPUs and a second node with 1). Skipped when Ray is not installed
 (pip install 'policygrad[ray]').
 """
 
-import threading
 import time
 
 import pytest
@@ -129,14 +128,20 @@ def test_lost_node_is_a_crashed_worker_recreated_elsewhere(cluster, local_a2c, t
     second = cluster.second.node_id
     assert second in trainer.collector.worker_nodes
 
-    def remove_second_node():
-        while trainer.update < 3:
-            time.sleep(0.001)
-        cluster.remove_node(cluster.second)
+    def remove_second_node(row):
+        """Between updates 3 and 4, lose the node, and wait until Ray knows it is gone.
 
-    killer = threading.Thread(target=remove_second_node)
-    killer.start()
-    trainer.run()
-    killer.join()
+        Otherwise Ray may place the replacement on the node it still believes alive (it notices
+        a lost node by missed health checks), and the test would measure that race, not policygrad.
+        """
+        if row["update"] != 3:
+            return
+        cluster.remove_node(cluster.second)
+        deadline = time.monotonic() + 60
+        while any(node["NodeID"] == second and node["Alive"] for node in ray.nodes()):
+            assert time.monotonic() < deadline, "Ray did not notice the lost node within a minute"
+            time.sleep(0.05)
+
+    trainer.run(remove_second_node)
     assert second not in trainer.collector.worker_nodes and sorted(trainer.collector.restarts) == [0, 1]
     assert_same_run(local_a2c, tmp_path / "ray")
