@@ -22,7 +22,7 @@ from policygrad.learners import AutogradLearner, Batch, LossTerms, parameter_gro
 from policygrad.optim import Adam
 from policygrad.recurrent import RecurrentCore
 from policygrad.rollout import RolloutCollector
-from policygrad.trainer import resolve_config, train
+from policygrad.trainer import load, resolve_config, train
 
 
 def lstm_agent(obs_dim=4, actions=2, critic=True, seed=0):
@@ -157,6 +157,8 @@ def test_every_algorithm_of_the_chain_trains_an_lstm(tmp_path, algo):
         seed=2,
     )
     assert agent.recurrent and all(np.isfinite(row["policy_loss"]) for row in history)
+    loaded = load(tmp_path / algo)  # policygrad.load: the LSTM comes back, acting with a state of its own
+    assert loaded.recurrent and loaded.act(np.zeros(2, dtype=np.float32), episode_start=True) in (0, 1)
 
 
 def test_kernels_refuse_the_lstm_in_one_line(tmp_path):
@@ -220,15 +222,15 @@ def test_evaluation_plays_each_episode_from_a_zero_state():
 
 
 def test_stopped_lstm_run_resumes_bit_exactly(tmp_path):
-    """A run stopped at update 20 and resumed equals the uninterrupted run: the LSTM state of the
+    """A run stopped at update 8 and resumed equals the uninterrupted run: the LSTM state of the
     episodes in flight travels in the checkpoint (evaluations at the same steps in both)."""
     settings = (
         "ppo CartPole-v1 --seed 3 --quiet --num-envs 4 --set policy=lstm --set rollout_steps=16 "
         "--set minibatch_size=32 --set update_epochs=2 --set anneal_lr=false --set target_return=none "
-        "--set eval_every=1280 --set eval_episodes=2"
+        "--set eval_every=512 --set eval_episodes=2"
     ).split()
     reference, stopped = tmp_path / "reference", tmp_path / "stopped"
-    subprocess.run(cli("train", *settings, "--steps", "3072", "--out", str(reference)), check=True)
-    subprocess.run(cli("train", *settings, "--steps", "1280", "--out", str(stopped)), check=True)
-    subprocess.run(cli("resume", str(stopped), "--quiet", "--steps", "3072"), check=True)
+    subprocess.run(cli("train", *settings, "--steps", "1024", "--out", str(reference)), check=True)
+    subprocess.run(cli("train", *settings, "--steps", "512", "--out", str(stopped)), check=True)
+    subprocess.run(cli("resume", str(stopped), "--quiet", "--steps", "1024"), check=True)
     assert_same_run(reference, stopped)
