@@ -86,6 +86,35 @@ def test_a_killed_tune_resumes_holding_every_finished_trial_once(tmp_path, capsy
     assert config["num_envs"] == best["params"]["num_envs"]
 
 
+@pytest.mark.slow
+def test_twelve_trials_killed_and_resumed_keep_each_trial_once_and_the_best_preset_solves_a_fresh_seed(tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", "a2c", "CartPole-v1", "--trials", "12", "--steps", "20000", "--out", str(out), "--quiet"]
+    storage = f"sqlite:///{out / 'study.db'}"
+    parent = subprocess.Popen([sys.executable, "-m", "policygrad.cli", *args], start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and parent.poll() is None:
+        if finished_count(out / "study.db") >= 4:
+            break
+        time.sleep(0.2)
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    before = finished_trials(storage)
+    assert 4 <= len(before) < 12, "the tuning was not killed midway"
+
+    assert main(args) == 0
+    after = finished_trials(storage)
+    assert len(after) == 12 and {n: after[n] for n in before} == before
+
+    # A seed no trial used, the tuned preset, and the shipped preset's budget (5x a trial's): it must reach
+    # Gymnasium's threshold of 475 in a deterministic 10-episode evaluation.
+    run = tmp_path / "fresh"
+    train = ["train", "a2c", "CartPole-v1", "--preset", str(out / "best.toml"), "--seed", "100", "--steps", "100000"]
+    assert main([*train, "--target-return", "475", "--out", str(run), "--quiet"]) == 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["target_reached_step"] is not None, summary
+
+
 def test_tune_errors_are_one_line(tmp_path, capsys):
     for argv in (
         ["tune", "a2cc", "CartPole-v1", "--trials", "2", "--out", str(tmp_path / "t")],
