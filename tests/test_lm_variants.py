@@ -48,6 +48,7 @@ HAND = {
     "bnpo": (-(2 - 3) / 4, [[-0.5, 0, 0], [0.25] * 3]),  # Σ / (1 + 3 tokens)
     "dr_grpo": (-(2 - 3) / 6, [[-1 / 3, 0, 0], [1 / 6] * 3]),  # Σ / (N · T) = Σ / 6
     "dapo": (-(2 - 3) / 4, [[-0.5, 0, 0], [0.25] * 3]),  # one minibatch: the batch's 4 tokens
+    "luspo": (-(2 - 3) / 2, [[-1.0, 0, 0], [0.5] * 3]),  # (1/N) Σ_i Σ_t
 }
 
 
@@ -95,6 +96,19 @@ def test_cispo_caps_the_detached_weight_and_keeps_every_token_gradient():
     assert loss == pytest.approx(expected, abs=1e-12)
     torch.testing.assert_close(grad, torch.tensor([[-1.0, 0, 0], [0.125] * 3], dtype=torch.float64) * MASK)
     assert metrics["clip_fraction"] == pytest.approx(0.25)
+
+
+def test_sapo_gate_by_hand():
+    old = torch.zeros(2, 3, dtype=torch.float64)
+    log_probs = torch.tensor([[0.5, 0, 0], [0.0] * 3], dtype=torch.float64)  # ρ = e^0.5 on row 0, 1 on row 1
+    loss, grad, _ = loss_and_grad("sapo", log_probs, old, sapo_temperatures=(1.0, 1.05))
+    rho = math.exp(0.5)
+    gate = 1 / (1 + math.exp(-(rho - 1)))  # σ(τ(ρ − 1)) with τ_pos = 1 for A = +2
+    # grpo's aggregation: −(1/2)[σ(ρ−1)·4·2 + (σ(0)·4/1.05)·(−1)]
+    assert loss == pytest.approx(-(gate * 8 - 0.5 * 4 / 1.05) / 2, abs=1e-12)
+    # ∂/∂log π: −(1/2)·4·A·σ'·ρ on row 0; row 1 at ρ = 1: σ'(0)·4·(+1)/(2·3) = 1/6 per token
+    expected = [[-(8 * gate * (1 - gate) * rho) / 2, 0, 0], [1 / 6] * 3]
+    torch.testing.assert_close(grad, torch.tensor(expected, dtype=torch.float64) * MASK)
 
 
 def test_scale_rewards_group_batch_and_none_by_hand():
@@ -168,6 +182,8 @@ VARIANTS = {
         "mask_truncated_completions=true",
     ],
     "cispo": ["loss_type=cispo", "epsilon_high=5.0"],
+    "sapo": ["loss_type=sapo", "sapo_temperature_neg=1.1"],
+    "luspo": ["loss_type=luspo", "importance_sampling_level=sequence"],
     "gspo": ["loss_type=grpo", "importance_sampling_level=sequence", "epsilon=0.0003", "epsilon_high=0.0004"],
     "batch-scaled": ["scale_rewards=batch", "update_epochs=2", "minibatches=2", "loss_type=dapo"],
 }

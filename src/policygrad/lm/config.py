@@ -56,6 +56,8 @@ class LMTrainConfig(RolloutBackendOptions):
         ", ".join(LOSS_TYPES) + " or none",
         "TRL's loss_type: the aggregation (and cispo's surrogate) by name; none: loss_reduction decides",
     )
+    sapo_temperature_pos: float = setting(1.0, positive, "> 0", "SAPO's gate temperature where A > 0")
+    sapo_temperature_neg: float = setting(1.05, positive, "> 0", "SAPO's gate temperature where A <= 0")
     importance_sampling_level: str = setting(
         "token",
         lambda v: v in IMPORTANCE_SAMPLING_LEVELS,

@@ -18,7 +18,8 @@ reduction          loss                                                  weighs 
 
 ``batch-token-mean``  Σ_i Σ_t ℓ_it / (tokens of the whole batch / minibatches): DAPO's token-level
 aggregation (Yu et al. 2025), ``token-mean`` whose denominator does not depend on the
-minibatch; equal to ``token-mean`` with one minibatch.
+minibatch; equal to ``token-mean`` with one minibatch. ``sequence-total`` (1/N) Σ_i Σ_t ℓ_it:
+LUSPO's sum over each response's tokens (Σ_t, not a mean).
 
 T is the generation budget, a constant (so ``sequence-sum`` keeps ``token-mean``'s
 scale; Liu et al. 2025, "Dr. GRPO"). ``token-mean`` divides by a random total, and
@@ -37,9 +38,9 @@ import torch
 
 from policygrad.losses import clipped_surrogate_loss, masked_mean, policy_gradient_loss
 
-REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum", "batch-token-mean")
+REDUCTIONS = ("token-mean", "sequence-mean", "sequence-sum", "batch-token-mean", "sequence-total")
 KL_ESTIMATORS = ("k1", "k3")
-LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo")
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo")
 IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
 
 
@@ -65,6 +66,8 @@ def reduction_weights(
         return maskf
     if reduction == "batch-token-mean":
         return maskf * (total / max(step_tokens, 1.0)) if step_tokens is not None else maskf
+    if reduction == "sequence-total":
+        return maskf * (total / n)
     if reduction == "sequence-mean":
         return maskf * (total / n) / maskf.sum(1, keepdim=True).clamp(min=1.0)
     return maskf * (total / (n * budget))  # sequence-sum
@@ -81,6 +84,8 @@ def loss_type_reduction(loss_type: str) -> str:
     ``dr_grpo``  ``sequence-sum``    Liu et al. 2025 (Dr. GRPO): Σ_i Σ_t ℓ / (G · T_max)
     ``dapo``     ``batch-token-mean``  Yu et al. 2025 (DAPO), eq. 8: Σ_i Σ_t ℓ / Σ_i |o_i| of the batch
     ``cispo``    ``batch-token-mean``  MiniMax 2025 (MiniMax-M1), with :func:`cispo_loss`
+    ``sapo``     ``sequence-mean``   Soft Adaptive Policy Optimization 2025, with :func:`sapo_loss`
+    ``luspo``    ``sequence-total``  LUSPO 2026 (arXiv 2602.05261): (1/G) Σ_i Σ_t, GSPO's ratio
     ===========  ==================  ==========================================================
     """
     check_choice(loss_type, LOSS_TYPES, "loss_type")
@@ -93,6 +98,8 @@ _LOSS_TYPE_REDUCTIONS = {
     "dr_grpo": "sequence-sum",
     "dapo": "batch-token-mean",
     "cispo": "batch-token-mean",
+    "sapo": "sequence-mean",
+    "luspo": "sequence-total",
 }
 
 
@@ -163,6 +170,25 @@ def cispo_loss(
     return loss, {"policy_loss": loss.item(), **_ratio_metrics(log_ratio, clipped, mask)}
 
 
+def sapo_loss(
+    log_ratio: torch.Tensor,
+    advantages: torch.Tensor,
+    temperatures: tuple[float, float],
+    mask: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    r"""SAPO (arXiv 2511.20347): a smooth gate in place of the hard clip.
+
+    −masked_mean(σ(τ(ρ − 1)) · 4/τ · A), τ = τ_pos where A > 0 else τ_neg
+    (``temperatures`` = (τ_pos, τ_neg); TRL's defaults 1.0 and 1.05). At ρ = 1 its gradient
+    is A ∇log π, as PPO's. Shapes (N, T).
+    """
+    ratio = log_ratio.exp()
+    advantages = advantages.detach()
+    tau = torch.where(advantages > 0, *(torch.full_like(advantages, t) for t in temperatures))
+    loss = -masked_mean(torch.sigmoid(tau * (ratio - 1.0)) * 4.0 / tau * advantages, mask)
+    return loss, {"policy_loss": loss.item(), **_ratio_metrics(log_ratio, torch.zeros_like(mask), mask)}
+
+
 def token_policy_loss(
     log_probs: torch.Tensor,
     advantages: torch.Tensor,
@@ -174,6 +200,7 @@ def token_policy_loss(
     clip_high: float | None = None,
     importance_sampling_level: str = "token",
     cispo: bool = False,
+    sapo_temperatures: tuple[float, float] | None = None,
     step_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""Policy-gradient loss over response tokens with a chosen reduction.
@@ -183,7 +210,8 @@ def token_policy_loss(
     :func:`~policygrad.losses.clipped_surrogate_loss`,
     −reduce(min(ρ_t A_t, clip(ρ_t, 1 ± ε) A_t)), ρ_t = π(y_t|·)/π_old(y_t|·).
     A separate upper bound ``clip_high`` or a ``sequence`` importance ratio takes
-    :func:`clip_higher_surrogate_loss`; ``cispo`` takes :func:`cispo_loss` (ε_max = ``clip_high``).
+    :func:`clip_higher_surrogate_loss`; ``cispo`` takes :func:`cispo_loss` (ε_max = ``clip_high``),
+    ``sapo_temperatures`` :func:`sapo_loss`.
 
     ==============  ======  =====================================================
     argument        shape   meaning
@@ -195,13 +223,16 @@ def token_policy_loss(
     ==============  ======  =====================================================
     """
     weighted = advantages.detach() * reduction_weights(mask, reduction, step_tokens, log_probs.dtype)
-    variant = cispo or importance_sampling_level != "token" or clip_high not in (None, clip_coef)
+    variant = cispo or sapo_temperatures is not None or importance_sampling_level != "token"
+    variant = variant or clip_high not in (None, clip_coef)
     if old_log_probs is None and (variant or clip_coef is not None):
         raise ValueError("token_policy_loss: an importance ratio needs old_log_probs")
     if variant:
         log_ratio = importance_log_ratio(log_probs, old_log_probs, mask, importance_sampling_level)
         if cispo:
             return cispo_loss(log_probs, log_ratio, weighted, clip_high, mask)
+        if sapo_temperatures is not None:
+            return sapo_loss(log_ratio, weighted, sapo_temperatures, mask)
         return clip_higher_surrogate_loss(log_ratio, weighted, clip_coef, clip_high, mask)
     if clip_coef is None:
         return policy_gradient_loss(log_probs, weighted, mask)

@@ -93,6 +93,7 @@ def minibatch_loss(
         clip_high=clip_high,
         importance_sampling_level=cfg.importance_sampling_level,
         cispo=cfg.loss_type == "cispo",
+        sapo_temperatures=(cfg.sapo_temperature_pos, cfg.sapo_temperature_neg) if cfg.loss_type == "sapo" else None,
         step_tokens=step_tokens,
     )
     if cfg.kl_in == "loss" and cfg.kl_coef > 0:
