@@ -46,18 +46,23 @@ def finished_count(database) -> int:
         return 0
 
 
-def test_a_killed_tune_resumes_holding_every_finished_trial_once(tmp_path, capsys):
-    out = tmp_path / "tune"
-    args = ["tune", "a2c", "CartPole-v1", "--trials", "6", "--steps", "2048", "--out", str(out), "--quiet"]
-    storage = f"sqlite:///{out / 'study.db'}"
+def kill_once_finished(args: list[str], out, finished: int, timeout: float) -> None:
+    """Run ``policygrad ARGS`` and SIGKILL it once ``finished`` trials of ``out``'s study have finished."""
     parent = subprocess.Popen([sys.executable, "-m", "policygrad.cli", *args], start_new_session=True)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and parent.poll() is None:
-        if finished_count(out / "study.db") >= 2:
+        if finished_count(out / "study.db") >= finished:
             break
         time.sleep(0.2)
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
+
+
+def test_a_killed_tune_resumes_holding_every_finished_trial_once(tmp_path, capsys):
+    out = tmp_path / "tune"
+    args = ["tune", "a2c", "CartPole-v1", "--trials", "6", "--steps", "2048", "--out", str(out), "--quiet"]
+    storage = f"sqlite:///{out / 'study.db'}"
+    kill_once_finished(args, out, 2, timeout=180)
     before = finished_trials(storage)
     assert 2 <= len(before) < 6, "the tuning was not killed midway"
 
@@ -91,14 +96,7 @@ def test_twelve_trials_killed_and_resumed_keep_each_trial_once_and_the_best_pres
     out = tmp_path / "tune"
     args = ["tune", "a2c", "CartPole-v1", "--trials", "12", "--steps", "20000", "--out", str(out), "--quiet"]
     storage = f"sqlite:///{out / 'study.db'}"
-    parent = subprocess.Popen([sys.executable, "-m", "policygrad.cli", *args], start_new_session=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and parent.poll() is None:
-        if finished_count(out / "study.db") >= 4:
-            break
-        time.sleep(0.2)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
+    kill_once_finished(args, out, 4, timeout=600)
     before = finished_trials(storage)
     assert 4 <= len(before) < 12, "the tuning was not killed midway"
 
