@@ -4,15 +4,11 @@ import csv
 import inspect
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sweep_helpers import kill_sweep_midway
 
 import policygrad
 from policygrad.cli import main
@@ -109,16 +105,7 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_numbers_of_an_uninterrupted_
     assert main(["sweep", *args, "--out", str(tmp_path / "whole")]) == 0
 
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "policygrad.cli", "sweep", *args, "--out", str(killed)]
-    parent = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # midway: a run past its first checkpoints, and runs left to do
-        saved = [len(list((killed / r / "checkpoints").glob("update_*"))) for r in runs]
-        if max(saved, default=0) >= 2 or parent.poll() is not None:
-            break
-        time.sleep(0.05)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
+    kill_sweep_midway(args, killed, runs, timeout=120)
     unfinished = [r for r in runs if not (killed / r / "summary.json").exists()]
     assert unfinished, "the sweep ended before it could be killed"
 

@@ -4,15 +4,10 @@ The sweep starts its own private local Ray, as a user's command does. Skipped wh
 Ray is not installed (pip install 'policygrad[ray]').
 """
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import ray_helpers  # noqa: F401 - sets Ray's environment variables before Ray is imported
 from ray_helpers import assert_same_run
+from sweep_helpers import kill_sweep_midway
 
 import policygrad
 from policygrad.cli import main
@@ -45,16 +40,7 @@ def assert_same_sweep(a, b):
 @pytest.mark.slow
 def test_a_ray_sweep_killed_with_sigkill_resumes_on_ray_to_the_runs_of_a_local_sweep(tmp_path, local_sweep):
     killed = tmp_path / "killed"
-    command = [sys.executable, "-m", "policygrad.cli", "sweep", *ARGS, "--backend", "ray", "--out", str(killed)]
-    parent = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # midway: a run past its first checkpoints, and runs left to do
-        saved = [len(list((killed / r / "checkpoints").glob("update_*"))) for r in RUNS]
-        if max(saved, default=0) >= 2 or parent.poll() is not None:
-            break
-        time.sleep(0.05)
-    os.kill(parent.pid, signal.SIGKILL)
-    parent.wait()
+    kill_sweep_midway([*ARGS, "--backend", "ray"], killed, RUNS, timeout=180)
     interrupted = [
         r for r in RUNS if (killed / r / "checkpoints").is_dir() and not (killed / r / "summary.json").exists()
     ]
