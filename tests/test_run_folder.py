@@ -1,6 +1,7 @@
 """The run folder under faults: one writer at a time, stale temporaries, stop decisions, damaged checkpoints."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,3 +174,35 @@ def test_forked_env_workers_of_a_killed_writer_do_not_hold_its_lock(tmp_path):
     finally:
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_started_again_by_train(tmp_path, capsys):
+    """What a kill during the first checkpoint's write leaves: a config, a header, a temporary folder."""
+    from policygrad.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["a2c", "CartPole-v1", "--steps", "200", "--out", str(run_dir), *QUIET]
+    assert main(["train", *args]) == 0
+    for path in (run_dir / "checkpoints").glob("update_*"):
+        shutil.rmtree(path)
+    (run_dir / "checkpoints" / "latest").unlink()
+    (run_dir / "checkpoints" / ".tmp_update_0000000_x").mkdir()
+    (run_dir / "metrics.csv").write_text((run_dir / "metrics.csv").read_text().splitlines()[0] + "\n")
+    capsys.readouterr()
+    assert main(["resume", str(run_dir), "--quiet"]) == 1
+    assert "stopped before the first one; start it again" in capsys.readouterr().err
+    assert main(["train", *args]) == 0
+    assert len(rows(run_dir)) > 0 and (run_dir / "checkpoints" / "latest").exists()
+
+
+def test_a_metrics_row_cut_by_a_kill_is_dropped_on_resume(tmp_path):
+    from policygrad.run_log import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    for update in range(1, 46):
+        log.write({"update": update, "env_step": 10 * update})
+    log.close()
+    with open(tmp_path / "metrics.csv", "a") as handle:
+        handle.write("4")  # the first digit of update 46's row, and then the kill
+    kept = MetricsLog.truncate(tmp_path, 44)
+    assert [int(row["update"]) for row in kept] == list(range(1, 45))

@@ -23,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +41,15 @@ ENVS_FILE = "envs.pkl"
 
 CheckpointT = TypeVar("CheckpointT", bound="StoredCheckpoint")
 
+#: For the fault-injection tests only: ``UPDATE:STAGE:PATH`` makes the write of checkpoint UPDATE
+#: create PATH at STAGE (one of :data:`PAUSE_STAGES`) and wait while PATH exists, so a test can
+#: kill the writer there. Read once per checkpoint, and nothing happens when it is unset.
+PAUSE_VARIABLE = "POLICYGRAD_TEST_PAUSE_IN_CHECKPOINT"
+#: ``model``: only the weights are in the temporary folder; ``renaming``: the temporary folder is
+#: complete, not yet renamed; ``latest``: renamed into place, ``latest`` not yet updated; ``done``:
+#: the write has returned nothing yet to its caller (after the final update: before the summary).
+PAUSE_STAGES = ("model", "renaming", "latest", "done")
+
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and rename: readers never see half a file."""
@@ -53,6 +63,15 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _pause_for_tests(pause: str | None, update: int, stage: str) -> None:
+    if pause is None or pause.split(":", 2)[:2] != [str(update), stage]:
+        return
+    signal_file = Path(pause.split(":", 2)[2])
+    signal_file.touch()
+    while signal_file.exists():
+        time.sleep(0.01)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -105,6 +124,7 @@ def write_checkpoint(
     root = run_dir / "checkpoints"
     final = root / f"update_{update:07d}"
     current = root
+    pause = os.environ.get(PAUSE_VARIABLE)
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp_update_{update:07d}_"))
@@ -112,6 +132,7 @@ def write_checkpoint(
             current = final / MODEL_FILE
             weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             save_file(weights, str(tmp / MODEL_FILE))
+            _pause_for_tests(pause, update, "model")
             current = final / OPTIMIZER_FILE
             opt_tensors, opt_meta = _optimizer_tensors(optimizer)
             save_file(opt_tensors, str(tmp / OPTIMIZER_FILE))
@@ -125,18 +146,21 @@ def write_checkpoint(
             for child in tmp.iterdir():
                 with open(child, "rb") as handle:
                     os.fsync(handle.fileno())
+            _pause_for_tests(pause, update, "renaming")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        _pause_for_tests(pause, update, "latest")
         current = root / "latest"
         write_atomic(root / "latest", final.name.encode())
     except (OSError, SafetensorError) as err:
         raise write_error(run_dir, current, err, resume) from None
     for old in sorted(p for p in root.iterdir() if p.name.startswith("update_"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    _pause_for_tests(pause, update, "done")
     return final
 
 
@@ -223,6 +247,11 @@ def newest_readable(
     completes "is it a … run folder?" for a folder without checkpoints.
     """
     candidates = checkpoint_dirs(run_dir)
+    if not candidates and (run_dir / "config.json").is_file():
+        raise PolicygradError(
+            f"{run_dir} has no checkpoint: its training was stopped before the first one; start it again with "
+            f"the same train command and --out {run_dir}"
+        )
     if not candidates:
         raise PolicygradError(f"{run_dir} has no checkpoints (is it a {what} run folder?)")
     if from_checkpoint is not None:

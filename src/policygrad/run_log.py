@@ -84,7 +84,13 @@ class MetricsLog:
         if not path.exists():
             return []
         with open(path, newline="") as handle:
-            rows = [r for r in csv.DictReader(handle) if r.get("update") and int(r["update"]) <= last_update]
+            # A row cut short by a kill lacks its last cells (None): left out even if its update is
+            # cut to a smaller number ("4" of "45").
+            rows = [
+                r
+                for r in csv.DictReader(handle)
+                if None not in r.values() and r.get("update") and int(r["update"]) <= last_update
+            ]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=cls.columns, extrasaction="ignore", lineterminator="\r\n")
         writer.writeheader()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from policygrad.checkpoint import write_atomic
+from policygrad.checkpoint import checkpoint_dirs, write_atomic
 from policygrad.config import build_config
 from policygrad.errors import NonFiniteLossError, PolicygradError
 from policygrad.locks import release, take_exclusive
@@ -59,8 +59,17 @@ def default_run_dir(algo: str, target: str, seed: int, prefix: str = "") -> Path
 
 
 def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` already holds (part of) a run: checkpoints or metrics."""
-    return (run_dir / CHECKPOINT_DIR).exists() or (run_dir / METRICS_FILE).exists()
+    """Whether ``run_dir`` already holds (part of) a run: a complete checkpoint, or rows of metrics.
+
+    A writer killed before its first checkpoint leaves nothing to resume: ``train`` starts over there.
+    """
+    if checkpoint_dirs(run_dir):
+        return True
+    try:
+        with open(run_dir / METRICS_FILE, "rb") as handle:
+            return len(handle.read(1 << 16).splitlines()) > 1  # more than the header
+    except OSError:
+        return False
 
 
 def check_new_run_dir(run_dir: Path, kind: RunKind = "gym") -> None:
