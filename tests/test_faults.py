@@ -1,6 +1,9 @@
 """Faults get one clear line and lose nothing: a broken environment, a full disk."""
 
 import csv
+import os
+import shutil
+import subprocess
 
 import gymnasium as gym
 import numpy as np
@@ -85,3 +88,41 @@ def test_a_full_disk_is_one_line_and_resume_loses_nothing(tmp_path, monkeypatch)
     monkeypatch.setattr(checkpoint, "save_file", real)
     Trainer.resume(tmp_path / "run", quiet=True).run()
     assert rows(tmp_path / "run") == rows(tmp_path / "reference")
+
+
+def mount_tmpfs(path, kib):
+    """Mount a tmpfs of ``kib`` KiB at ``path``; False where this process may not (mounting needs root)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    path.mkdir()
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)]).returncode == 0
+
+
+def test_a_real_full_disk_is_one_line_and_resume_after_freeing_space_loses_nothing(tmp_path, capsys):
+    """A tmpfs too small for the run; the line names the file, the space, the last checkpoint, how to resume.
+
+    Where this process may not mount one (not root), the writer that fails on demand above stands in.
+    """
+    from policygrad.cli import main
+
+    disk = tmp_path / "disk"
+    run = ["a2c", "CartPole-v1", "--quiet", "--steps", "3000", "--num-envs", "4", "--set", "rollout_steps=5"]
+    run += ["--set", "checkpoint_every=10", "--set", "keep_checkpoints=1000", "--set", "eval_every=0"]
+    assert main(["train", *run, "--out", str(tmp_path / "reference")]) == 0
+    used = sum(f.stat().st_size for f in (tmp_path / "reference").rglob("*") if f.is_file())
+    if not mount_tmpfs(disk, used // 2048):  # half what the run writes
+        pytest.skip("mounting a tmpfs needs root; test_a_full_disk_is_one_line_and_resume_loses_nothing covers it")
+    try:
+        capsys.readouterr()
+        assert main(["train", *run, "--out", str(disk / "run")]) == 1
+        line = capsys.readouterr().err
+        assert line.count("\n") == 1 and "No space left on device" in line and "MiB free" in line, line
+        assert str(disk / "run") in line.split("(")[0]  # the file that could not be written
+        intact = sorted((disk / "run" / "checkpoints").glob("update_*"))[-1].name
+        assert f"the last intact checkpoint is {intact}" in line
+        assert line.rstrip().endswith(f"policygrad resume {disk / 'run'}")
+        subprocess.run(["mount", "-o", f"remount,size={used // 256}k", str(disk)], check=True)  # space freed
+        assert main(["resume", str(disk / "run"), "--quiet"]) == 0
+        assert rows(disk / "run") == rows(tmp_path / "reference")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

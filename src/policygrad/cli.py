@@ -280,10 +280,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policygrad: {'' if interrupted else 'error: '}{err}", file=sys.stderr)
         return interrupted or 1
     except OSError as err:  # a file of the run folder that could not be written (metrics, summary)
-        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or "RUN_DIR"
+        folder = getattr(args, "run_dir", None) or getattr(args, "out", None)
+        if folder is not None:  # the file, the free space, the last intact checkpoint, how to resume
+            from policygrad.checkpoint import write_error
+
+            print(f"policygrad: error: {write_error(Path(folder), Path(err.filename or folder), err)}", file=sys.stderr)
+            return 1
         print(
             f"policygrad: error: {err.filename or 'a file'}: {err.strerror or err}; a run's last checkpoint is kept "
-            f"(continue with 'policygrad resume {folder}')",
+            "(continue with 'policygrad resume RUN_DIR')",
             file=sys.stderr,
         )
         return 1
