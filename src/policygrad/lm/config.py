@@ -8,6 +8,7 @@ from typing import Any
 
 from policygrad.config import RolloutBackendOptions, non_negative, positive, setting, validate_fields
 from policygrad.errors import PolicygradError
+from policygrad.lm.head import HEAD_PATHS
 from policygrad.lm.losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, REDUCTIONS, loss_type_reduction
 
 
@@ -82,6 +83,12 @@ class LMTrainConfig(RolloutBackendOptions):
     keep_checkpoints: int = setting(3, positive, "> 0", "checkpoints kept on disk")
     eval_prompts: int = setting(512, positive, "> 0", "prompts sampled for the final evaluation")
     threads: int = setting(1, positive, "> 0", "torch CPU threads (1 is fastest for the small model)")
+    head_path: str = setting(
+        "auto",
+        lambda v: v in HEAD_PATHS,
+        ", ".join(HEAD_PATHS),
+        "the LM head: chunked (blocks of rows, no (N·T, V) logits), full logits, or auto (chunked from 1,024 tokens)",
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self)

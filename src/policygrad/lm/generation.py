@@ -11,10 +11,11 @@ of the batch and after a resume.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
+from policygrad.lm.head import head_weight, sample_from_hidden, token_log_probs
 from policygrad.lm.tasks import EOS, PAD
 from policygrad.lm.token_scores import token_scores, token_scores_reference
 
@@ -94,7 +95,9 @@ def generate(
 
     ``uniforms`` (N, max_new_tokens) drive :func:`inverse_cdf_sample`. A response ends
     after ``<eos>`` (when ``stop_at_eos``) or at ``max_new_tokens``; generation stops as
-    soon as every response has ended. ``temperature`` 0 is greedy decoding.
+    soon as every response has ended. ``temperature`` 0 is greedy decoding. A model on
+    the chunked head (:func:`~policygrad.lm.head.head_weight`) evaluates its head on the
+    last position only, a block of rows at a time (:func:`~policygrad.lm.head.sample_from_hidden`).
     """
     n, prompt_length = prompts.shape
     cache = model.new_cache(n, prompt_length + max_new_tokens)
@@ -103,18 +106,25 @@ def generate(
     mask = torch.zeros(n, max_new_tokens, dtype=torch.bool)
     values: torch.Tensor | None = None
     finished = torch.zeros(n, dtype=torch.bool)
-    out = model(prompts, cache)
+    weight = head_weight(model)
+
+    def forward(tokens: torch.Tensor) -> Any:
+        return model(tokens, cache) if weight is None else model(tokens, cache, with_logits=False)
+
+    out = forward(prompts)
     steps = max_new_tokens
     for t in range(max_new_tokens):
-        logits = out.logits[:, -1]
         if out.values is not None:
             if values is None:
                 values = torch.zeros(n, max_new_tokens)
             values[:, t] = torch.where(finished, 0.0, out.values[:, -1])
-        if temperature == 0.0:
-            token = logits.argmax(-1)
-            log_prob = torch.log_softmax(logits, -1).gather(-1, token[:, None]).squeeze(-1)
+        if weight is not None:
+            token, log_prob = sample_from_hidden(out.hidden[:, -1], weight, uniforms[:, t], temperature)
+        elif temperature == 0.0:
+            token = out.logits[:, -1].argmax(-1)
+            log_prob = torch.log_softmax(out.logits[:, -1], -1).gather(-1, token[:, None]).squeeze(-1)
         else:
+            logits = out.logits[:, -1]
             token, log_prob = inverse_cdf_sample(logits / temperature if temperature != 1.0 else logits, uniforms[:, t])
         live = ~finished
         responses[:, t] = torch.where(live, token, PAD)
@@ -125,7 +135,7 @@ def generate(
         if t == max_new_tokens - 1 or bool(finished.all()):
             steps = t + 1
             break
-        out = model(token[:, None], cache)
+        out = forward(token[:, None])
     if steps < max_new_tokens and values is not None:
         values[:, steps:] = 0.0
     return Samples(prompts, responses, log_probs, values, mask)
@@ -151,13 +161,27 @@ def score(
 
     Differentiable (wrap in ``torch.no_grad()`` for the reference). The entropy is the
     full-distribution entropy H(π(· | prompt, y_<t)) at each response position.
-    ``scorer``: ``fused`` (the gradient written out, :func:`~policygrad.lm.token_scores.token_scores`)
-    or ``reference`` (autograd through log_softmax); the same numbers.
+    A model on the chunked head (:func:`~policygrad.lm.head.head_weight`) evaluates it on
+    the response positions only, a block of rows at a time
+    (:func:`~policygrad.lm.head.token_log_probs`); otherwise ``scorer`` turns the logits
+    into log-probs: ``fused`` (the gradient written out,
+    :func:`~policygrad.lm.token_scores.token_scores`) or ``reference`` (autograd through
+    log_softmax). All give the same numbers.
     """
     prompt_length = prompts.shape[1]
     sequences = torch.cat([prompts, responses], dim=1)[:, :-1]
-    out = model(sequences)
-    logits = out.logits[:, prompt_length - 1 :]
-    log_probs, entropy = SCORERS[scorer](logits, responses, with_entropy)
+    weight = head_weight(model)
+    if weight is not None:
+        out = model(sequences, with_logits=False)
+        hidden = out.hidden[:, prompt_length - 1 :]
+        flat_log_probs, flat_entropy = token_log_probs(
+            hidden.reshape(-1, hidden.shape[-1]), weight, responses.reshape(-1), with_entropy
+        )
+        log_probs = flat_log_probs.view(responses.shape)
+        entropy = flat_entropy.view(responses.shape) if flat_entropy is not None else None
+    else:
+        out = model(sequences)
+        logits = out.logits[:, prompt_length - 1 :]
+        log_probs, entropy = SCORERS[scorer](logits, responses, with_entropy)
     values = out.values[:, prompt_length - 1 :] if out.values is not None else None
     return Scores(log_probs, entropy, values)

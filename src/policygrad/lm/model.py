@@ -52,10 +52,16 @@ class ModelConfig:
 
 @dataclass
 class LMOutput:
-    """``logits`` (B, T, V) of the next token at each position; ``values`` (B, T) or None."""
+    """``logits`` (B, T, V) of the next token at each position; ``values`` (B, T) or None.
 
-    logits: torch.Tensor
+    ``hidden`` (B, T, d): the final hidden states the head reads, when the model gives them
+    (:class:`TransformerLM` does; with ``with_logits=False`` it gives them instead of the
+    logits, for :mod:`policygrad.lm.head`'s chunked head).
+    """
+
+    logits: torch.Tensor | None
     values: torch.Tensor | None
+    hidden: torch.Tensor | None = None
 
 
 class KVCache:
@@ -103,6 +109,8 @@ class TransformerLM(nn.Module):
     ``forward(tokens)`` with tokens (B, T) returns :class:`LMOutput`: logits (B, T, V),
     where ``logits[:, t]`` scores token t + 1, and values (B, T) with ``values[:, t]`` =
     V(tokens ≤ t), the value of the context before token t + 1 is chosen.
+    ``with_logits=False`` skips the head (the hidden states only), for callers that
+    evaluate it a block of rows at a time (:mod:`policygrad.lm.head`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -119,7 +127,7 @@ class TransformerLM(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> LMOutput:
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, with_logits: bool = True) -> LMOutput:
         start = 0 if cache is None else cache.length
         steps = tokens.shape[1]
         if start + steps > self.cfg.context_length:
@@ -135,7 +143,7 @@ class TransformerLM(nn.Module):
             cache.length += steps
         hidden = self.ln_final(x)
         values = self.value_head(hidden).squeeze(-1) if self.value_head is not None else None
-        return LMOutput(self.head(hidden), values)
+        return LMOutput(self.head(hidden) if with_logits else None, values, hidden)
 
     def add_value_head(self) -> None:
         """Attach a fresh value head (zero-initialised, so V ≡ 0 at first); the language model is unchanged."""

@@ -30,6 +30,7 @@ from policygrad.lm.algorithms import get_algorithm
 from policygrad.lm.checkpoint import load_latest_lm, save_lm_checkpoint
 from policygrad.lm.dynamic_sampling import sample_with_signal
 from policygrad.lm.generation import Samples, generate, sampling_uniforms, score
+from policygrad.lm.head import set_head_path
 from policygrad.lm.losses import sequence_kl
 from policygrad.lm.metrics import LMMetricsLog
 from policygrad.lm.model import read_model_config
@@ -164,6 +165,7 @@ class LMTrainer:
         return self
 
     def _policy_from_reference(self, value_head: bool) -> torch.nn.Module:
+        set_head_path(self.reference, self.cfg.head_path)  # the policy, a deep copy, keeps it
         policy = copy.deepcopy(self.reference)
         if value_head:
             policy.add_value_head()
