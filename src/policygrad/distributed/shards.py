@@ -120,6 +120,11 @@ class FullWidthAgent:
     def critic(self) -> Any:
         return self.agent.critic
 
+    @property
+    def recurrent(self) -> bool:
+        """Whether the agent carries a state (never on Ray: the trainer refuses policy=lstm there)."""
+        return self.agent.recurrent
+
     def _widen(self, x: torch.Tensor) -> torch.Tensor:
         full = x.new_zeros((self.num_envs, *x.shape[1:]))
         full[self.rows] = x
