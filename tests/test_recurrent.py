@@ -261,8 +261,8 @@ MEMORY_SETTINGS = dict(
 @pytest.mark.parametrize("seed", [1])
 def test_lstm_learns_cartpole_without_velocities_and_the_mlp_does_not(tmp_path, seed):
     """Measured (seed 1): the LSTM's evaluation reaches 500 after 28.8k steps and training stops there; the MLP's
-    best over the 60k steps is 45. Not yet reliable across seeds: seed 0 plateaus near 150 within this budget (with
-    20 epochs it reached 456 after 24.7k steps, while seed 2 stood near 100 then), so one seed is asserted."""
+    best over the 60k steps is 45. Not yet reliable across seeds: seed 0 plateaus near 150 within this budget. With
+    update_epochs=20 and 80k steps seeds 0 and 2 reach 500 (45k steps) and 469 (65.7k); seed 1 was not run so."""
 
     def best_evaluation(policy):
         _, history = train(
