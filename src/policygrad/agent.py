@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from policygrad import encoders, heads, spaces
-from policygrad.nets import mlp
+from policygrad.nets import mlp, torch_default_init
 from policygrad.recurrent import RecurrentCore
 
 
@@ -46,6 +46,8 @@ class AgentSpec:
     masked: bool = False  # the env forbids actions by a mask (info["action_mask"] or action_masks())
     policy: str = "mlp"  # "lstm": a recurrent core between the encoder and the heads (policygrad.recurrent)
     lstm_hidden_size: int = 64
+    clip_obs: float | None = None  # normalised observations clipped to ±clip_obs (None: not clipped)
+    ortho_init: bool = True  # False: PyTorch's default initialisation of the linear and convolution layers
 
     @property
     def kind(self) -> str:
@@ -81,6 +83,8 @@ class AgentSpec:
             masked=masked,
             policy=cfg.policy,
             lstm_hidden_size=cfg.lstm_hidden_size,
+            clip_obs=cfg.clip_obs if cfg.normalize_obs else None,
+            ortho_init=cfg.ortho_init,
         )
 
     @classmethod
@@ -114,6 +118,8 @@ class Agent(nn.Module):
         self.act_state: torch.Tensor | None = None
         self.actor = mlp(width, spec.hidden_sizes, spec.action_dim, spec.activation, out_gain=0.01)
         self.critic = mlp(width, spec.hidden_sizes, 1, spec.activation, 1.0) if spec.critic else None
+        if not spec.ortho_init:
+            torch_default_init(self)
         if not spec.discrete:
             self.log_std = nn.Parameter(torch.full((spec.action_dim,), float(spec.init_log_std)))
         # Observation-normalisation statistics, so a loaded agent acts on raw observations.
@@ -260,7 +266,9 @@ class Agent(nn.Module):
             return obs
         mean = self.obs_mean.numpy()
         var = self.obs_var.numpy()
-        return (obs - mean) / np.sqrt(var + 1e-8)
+        normalized = (obs - mean) / np.sqrt(var + 1e-8)
+        clip = self.spec.clip_obs  # as the training envs clipped them (policygrad.envs.ClippedNormalizeObservation)
+        return normalized if clip is None else np.clip(normalized, -clip, clip)
 
     # ----- the public API --------------------------------------------------------------
     def act(self, obs: Any, deterministic: bool = True, action_mask: Any = None, episode_start: Any = False) -> Any:

@@ -27,6 +27,8 @@ else:  # pragma: no cover
 
 #: ``learner`` values: auto, the kernels of policygrad.kernels fastest first, the autograd reference.
 LEARNERS = ("auto", "numpy-mlp", "fused-mlp", "autograd")
+#: ``grad_clip`` values: each network's gradient norm clipped apart, or the actor's and critic's together.
+GRAD_CLIPS = ("per-network", "joint")
 #: ``policy`` values: the feed-forward agent, or an LSTM core between the encoder and the heads.
 POLICIES = ("mlp", "lstm")
 
@@ -37,6 +39,10 @@ def positive(x: Any) -> bool:
 
 def non_negative(x: Any) -> bool:
     return x >= 0
+
+
+def positive_or_none(x: Any) -> bool:
+    return x is None or x > 0
 
 
 def unit_open_closed(x: Any) -> bool:
@@ -110,11 +116,29 @@ class TrainConfig(RolloutBackendOptions):
     learning_rate: float = setting(1e-3, positive, "> 0", "Adam learning rate")
     anneal_lr: bool = setting(False, help="decay the learning rate linearly to 0 over total_steps")
     max_grad_norm: float = setting(0.5, non_negative, ">= 0", "gradient-norm clipping (0: off)")
+    grad_clip: str = setting(
+        "per-network",
+        lambda v: v in GRAD_CLIPS,
+        " or ".join(GRAD_CLIPS),
+        "per-network: clip the actor's and the critic's gradient norms apart to max_grad_norm; joint: clip their "
+        "joint norm, as Stable-Baselines3 does",
+    )
+    ortho_init: bool = setting(
+        True,
+        help="orthogonal initialisation (gains √2 hidden, 0.01 policy output, 1 value output); false: PyTorch's "
+        "default nn.Linear / nn.Conv2d initialisation (SB3's ortho_init=False)",
+    )
     gamma: float = setting(0.99, unit_open_closed, "(0, 1]", "discount factor")
     ent_coef: float = setting(0.0, non_negative, ">= 0", "entropy bonus coefficient")
     init_log_std: float = setting(0.0, help="initial log standard deviation of Gaussian policies")
     normalize_obs: bool = setting(False, help="normalise observations (Gymnasium NormalizeObservation)")
     normalize_reward: bool = setting(False, help="scale rewards (Gymnasium NormalizeReward)")
+    clip_obs: float | None = setting(
+        None, positive_or_none, "> 0 or none", "clip normalised observations to ±clip_obs (SB3's VecNormalize: 10)"
+    )
+    clip_reward: float | None = setting(
+        None, positive_or_none, "> 0 or none", "clip normalised rewards to ±clip_reward (SB3's VecNormalize: 10)"
+    )
     eval_every: int = setting(10_000, non_negative, ">= 0", "env steps between deterministic evaluations (0: off)")
     eval_episodes: int = setting(10, positive, "> 0", "episodes per evaluation")
     target_return: float | None = setting(None, help="stop once an evaluation reaches this mean return")
@@ -247,6 +271,27 @@ def build_config(cls: type, values: dict[str, Any]) -> Any:
             )
         kwargs[key] = _coerce(key, raw, hints[key])
     return cls(**kwargs)
+
+
+def remaining(done: int, total: int) -> float:
+    """The fraction of the budget still to run, 1 at the start → 0 at the end: a linear schedule's multiplier."""
+    return max(0.0, 1.0 - done / total)
+
+
+def scheduled(cfg: Any, env_step: int) -> Any:
+    """The config of the update that starts at ``env_step``: ``learning_rate`` and PPO's ``clip_coef`` decayed
+    linearly to 0 over ``total_steps`` where ``anneal_lr`` / ``anneal_clip`` ask for it (the RL zoo's ``lin_X``).
+
+    Returns ``cfg`` itself when nothing is scheduled. An update never starts at the end of the budget
+    (``env_step`` < ``total_steps``), so the decayed values stay positive.
+    """
+    fraction = remaining(env_step, cfg.total_steps)
+    changes: dict[str, float] = {}
+    if getattr(cfg, "anneal_lr", False):
+        changes["learning_rate"] = cfg.learning_rate * fraction
+    if getattr(cfg, "anneal_clip", False):
+        changes["clip_coef"] = cfg.clip_coef * fraction
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:

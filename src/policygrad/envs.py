@@ -7,7 +7,8 @@ observation of a truncated episode from the step that ended it.
 
 Wrapper stack, innermost first: the vector env → :class:`EpisodeStatistics` (raw episodic
 returns; a batched replica records them itself) → NormalizeObservation → NormalizeReward
-(both optional).
+(both optional; with ``clip_obs`` / ``clip_reward`` the clipping subclasses below, as
+Stable-Baselines3's ``VecNormalize`` clips at ±10).
 """
 
 from __future__ import annotations
@@ -62,6 +63,36 @@ class EpisodeStatistics(gym.vector.VectorWrapper):
             }
             infos["_episode"] = dones
         return obs, rewards, terminations, truncations, infos
+
+
+class ClippedNormalizeObservation(vector_wrappers.NormalizeObservation):
+    """Gymnasium's ``NormalizeObservation``, its output clipped to ±``clip`` (SB3 ``VecNormalize``'s ``clip_obs``).
+
+    A subclass, not a ``TransformObservation`` over it: its one extra attribute is a number, so
+    the checkpoint saves the stack as data (:mod:`policygrad.env_state`).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, clip: float) -> None:
+        super().__init__(env)
+        self.clip = float(clip)
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        return np.clip(super().observations(observations), -self.clip, self.clip)
+
+
+class ClippedNormalizeReward(vector_wrappers.NormalizeReward):
+    """Gymnasium's ``NormalizeReward``, the scaled reward clipped to ±``clip`` (SB3 ``VecNormalize``'s ``clip_reward``).
+
+    The running statistics see the raw rewards, as in both libraries; only what the learner gets is clipped.
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, clip: float, gamma: float) -> None:
+        super().__init__(env, gamma=gamma)
+        self.clip = float(clip)
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, rewards, terminated, truncated, info = super().step(actions)
+        return obs, np.clip(rewards, -self.clip, self.clip), terminated, truncated, info
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
@@ -176,8 +207,13 @@ def make_envs(
     gamma: float = 0.99,
     normalize_obs: bool = False,
     normalize_reward: bool = False,
+    clip_obs: float | None = None,
+    clip_reward: float | None = None,
 ) -> tuple[gym.vector.VectorEnv, EnvInfo]:
-    """Create the wrapped vector environment for training and describe its spaces."""
+    """Create the wrapped vector environment for training and describe its spaces.
+
+    ``clip_obs`` / ``clip_reward`` clip the normalised observations / rewards (None: not clipped).
+    """
     spec = check_env_id(env_id)
     mode = resolve_vectorization(env_id, vectorization)
     try:
@@ -209,9 +245,17 @@ def make_envs(
     if not getattr(envs, "records_episode_statistics", False):
         envs = EpisodeStatistics(envs)
     if normalize_obs:
-        envs = vector_wrappers.NormalizeObservation(envs)
+        envs = (
+            vector_wrappers.NormalizeObservation(envs)
+            if clip_obs is None
+            else ClippedNormalizeObservation(envs, clip_obs)
+        )
     if normalize_reward:
-        envs = vector_wrappers.NormalizeReward(envs, gamma=gamma)
+        envs = (
+            vector_wrappers.NormalizeReward(envs, gamma=gamma)
+            if clip_reward is None
+            else ClippedNormalizeReward(envs, clip_reward, gamma)
+        )
     return envs, info
 
 

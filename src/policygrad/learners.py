@@ -45,7 +45,8 @@ class LossTerms:
     optional clipped value loss) keeps V within ±value_clip of the value at collection.
     ``kl_after_step`` measures ``approx_kl`` after the step instead of before it: for an
     algorithm that takes one step on fresh data the KL before it is 0 by construction.
-    Without a critic the value term is skipped whatever ``vf_coef`` says.
+    Without a critic the value term is skipped whatever ``vf_coef`` says. ``joint_clip`` clips
+    the gradient norm of all parameters together (Stable-Baselines3) instead of each network's.
     """
 
     vf_coef: float
@@ -54,6 +55,7 @@ class LossTerms:
     clip_coef: float | None = None
     value_clip: float | None = None
     kl_after_step: bool = False
+    joint_clip: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ class AutogradLearner:
             metrics.update(v_metrics)
         if "approx_kl" not in metrics and not terms.kl_after_step:
             metrics["approx_kl"] = _k3_kl(log_probs.detach(), batch.old_log_probs, mask)
-        metrics["grad_norm"] = gradient_step(self.agent, self.optimizer, loss, terms.max_grad_norm)
+        metrics["grad_norm"] = gradient_step(self.agent, self.optimizer, loss, terms.max_grad_norm, terms.joint_clip)
         if terms.kl_after_step:
             observations, actions, action_masks = batch.observations, batch.actions, batch.action_masks
             with torch.no_grad():
@@ -222,11 +224,14 @@ def _k3_kl(log_probs: torch.Tensor, old_log_probs: torch.Tensor, mask: torch.Ten
     return masked_mean(torch.expm1(log_ratio) - log_ratio, mask).item()
 
 
-def gradient_step(agent: Agent, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:
+def gradient_step(
+    agent: Agent, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float, joint: bool = False
+) -> float:
     """Backpropagate, clip, and step; returns the gradient norm before clipping.
 
-    Actor and critic are separate networks, so their gradients are clipped separately:
-    a large value-loss gradient early in training must not shrink the policy's step.
+    Actor and critic are separate networks, so by default their gradients are clipped separately:
+    a large value-loss gradient early in training must not shrink the policy's step. ``joint``
+    clips the norm of all of them together instead, as Stable-Baselines3 does (``grad_clip=joint``).
     Raises :class:`NonFiniteLossError` before touching the weights if anything is NaN/inf.
     """
     if not torch.isfinite(loss):
@@ -234,7 +239,8 @@ def gradient_step(agent: Agent, optimizer: torch.optim.Optimizer, loss: torch.Te
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     total = 0.0
-    for group in parameter_groups(agent):
+    groups = [list(agent.parameters())] if joint else parameter_groups(agent)
+    for group in groups:
         if max_grad_norm > 0:
             norm = nn.utils.clip_grad_norm_(group, max_grad_norm)
         else:

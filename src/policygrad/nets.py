@@ -32,9 +32,17 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+def torch_default_init(module: nn.Module) -> None:
+    """Re-initialise every linear and convolution layer of ``module`` as PyTorch constructs them (Kaiming-uniform
+    weights, uniform biases): Stable-Baselines3's ``ortho_init=False``, which the RL zoo's MuJoCo settings use."""
+    for layer_ in module.modules():
+        if isinstance(layer_, (nn.Linear, nn.Conv2d)):
+            layer_.reset_parameters()
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["mlp", "layer", "count_parameters", "torch"]
+__all__ = ["mlp", "layer", "count_parameters", "torch", "torch_default_init"]

@@ -22,7 +22,7 @@ from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
 from policygrad.checkpoint import discard_newer, load_latest, save_checkpoint
 from policygrad.collectors import make_collector
-from policygrad.config import build_config, load_preset
+from policygrad.config import build_config, load_preset, scheduled
 from policygrad.errors import NonFiniteLossError
 from policygrad.evaluation import evaluate
 from policygrad.optim import Adam
@@ -168,6 +168,8 @@ class Trainer:
             gamma=cfg.gamma,
             normalize_obs=cfg.normalize_obs,
             normalize_reward=cfg.normalize_reward,
+            clip_obs=cfg.clip_obs,
+            clip_reward=cfg.clip_reward,
         )
 
     def _select_learner(self) -> None:
@@ -262,11 +264,11 @@ class Trainer:
         return by_count or time.monotonic() - self._last_save_time >= cfg.checkpoint_seconds
 
     def _one_update(self) -> dict[str, Any]:
-        cfg, counters = self.cfg, self.counters
+        counters = self.counters
+        cfg = scheduled(self.cfg, counters["env_step"])  # this update's learning rate and clip range
         start = time.perf_counter()
         lr = cfg.learning_rate
         if cfg.anneal_lr:
-            lr = cfg.learning_rate * max(0.0, 1.0 - counters["env_step"] / cfg.total_steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
         if self.algo.COLLECT == "episodes":
@@ -293,6 +295,7 @@ class Trainer:
             "episodic_length_mean": sum(lengths) / len(lengths) if lengths else math.nan,
             **metrics,
             "learning_rate": lr,
+            **({"clip_coef": cfg.clip_coef} if getattr(cfg, "anneal_clip", False) else {}),  # TensorBoard's curve
             "steps_per_second": rollout.num_steps / max(elapsed, 1e-9),
         }
 

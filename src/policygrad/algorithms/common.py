@@ -36,7 +36,13 @@ def one_step_update(
     ``approx_kl`` is measured after the step (before it, on fresh data, it is 0).
     """
     batch = Batch.of(rollout, *advantages(rollout, cfg))
-    terms = LossTerms(vf_coef=vf_coef, ent_coef=cfg.ent_coef, max_grad_norm=cfg.max_grad_norm, kl_after_step=True)
+    terms = LossTerms(
+        vf_coef=vf_coef,
+        ent_coef=cfg.ent_coef,
+        max_grad_norm=cfg.max_grad_norm,
+        kl_after_step=True,
+        joint_clip=cfg.grad_clip == "joint",
+    )
     metrics = learner.step(batch, terms).as_dict()
     if "value_loss" in metrics:  # how much of the returns' variance the critic explained at collection
         metrics["explained_variance"] = explained_variance(batch.old_values, batch.returns, batch.mask)

@@ -35,6 +35,9 @@ class PPOConfig(A2CConfig):
     update_epochs: int = setting(4, positive, "> 0", "passes over each batch")
     minibatch_size: int = setting(256, positive, "> 0", "samples per minibatch; must divide num_envs × rollout_steps")
     clip_coef: float = setting(0.2, positive, "> 0", "ε of the clipped ratio")
+    anneal_clip: bool = setting(
+        False, help="decay clip_coef linearly to 0 over total_steps (the RL zoo's clip_range: lin_X)"
+    )
     clip_value_loss: bool = setting(False, help="clip the value loss around the collected values")
     normalize_advantages: bool = setting(True, help="standardise advantages in each minibatch")
     target_kl: float | None = setting(None, help="stop the epochs early once approx KL exceeds this")
@@ -87,6 +90,7 @@ def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int
         max_grad_norm=cfg.max_grad_norm,
         clip_coef=cfg.clip_coef,
         value_clip=cfg.clip_coef if cfg.clip_value_loss else None,
+        joint_clip=cfg.grad_clip == "joint",
     )
     # Every epoch's shuffle, drawn up front in epoch order from the stream keyed by (seed, update),
     # so a resumed run shuffles identically; gathered once, then cut into minibatches.

@@ -331,9 +331,12 @@ class FusedAgent:
         """Each network's gradient norm, (G,): one matrix-vector product over the flat gradient."""
         return torch.mv(self.segments, self.grad.square()).sqrt_()
 
-    def clip_and_step(self, norms: torch.Tensor, max_grad_norm: float) -> None:
-        """Clip each network's gradient to ``max_grad_norm`` (``clip_grad_norm_``'s rule), then one Adam step."""
-        if max_grad_norm > 0:
+    def clip_and_step(self, norms: torch.Tensor, max_grad_norm: float, joint: bool = False) -> None:
+        """Clip each network's gradient to ``max_grad_norm`` (``clip_grad_norm_``'s rule), or with ``joint`` their
+        joint norm (the norm of ``norms``), then one Adam step."""
+        if max_grad_norm > 0 and joint:
+            self.grad.mul_((max_grad_norm / (torch.linalg.vector_norm(norms) + 1e-6)).clamp_(max=1.0))
+        elif max_grad_norm > 0:
             self.grad.mul_(torch.mv(self.segments.t(), (max_grad_norm / (norms + 1e-6)).clamp_(max=1.0)))
         self.adam_step()
 

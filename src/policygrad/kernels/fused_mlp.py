@@ -180,7 +180,7 @@ class FusedMLPLearner:
         norms = fused.gradient_norms()
         norm_values = norms.tolist()
         raise_if_not_finite(norm_values)  # a NaN or inf loss has a NaN or inf gradient: nothing steps
-        fused.clip_and_step(norms, terms.max_grad_norm)
+        fused.clip_and_step(norms, terms.max_grad_norm, terms.joint_clip)
         kl_after_step = None
         if terms.kl_after_step:
             new_log_probs, _ = fused.log_probs(fused.actor_forward(obs), actions)

@@ -168,7 +168,7 @@ class NumpyMLPLearner(FusedMLPLearner):
         norms = np.sqrt(v.segments @ (v.grad * v.grad))
         values = np.concatenate([np.stack(rows) @ weight, norms]).tolist()
         raise_if_not_finite(values)
-        _clip_and_adam(fused, v, norms, terms.max_grad_norm)
+        _clip_and_adam(fused, v, norms, terms.max_grad_norm, terms.joint_clip)
         approx_kl = values[2]
         if terms.kl_after_step:
             new_out, _ = forward(fused, v.actor_weights, v.actor_biases, obs)
@@ -193,8 +193,10 @@ def _backward(fused: FusedAgent, v: NumpyViews, grad_out: np.ndarray, inputs: li
     np.sum(delta, -1, out=v.grad_biases[0])
 
 
-def _clip_and_adam(fused: FusedAgent, v: NumpyViews, norms: np.ndarray, max_grad_norm: float) -> None:
+def _clip_and_adam(fused: FusedAgent, v: NumpyViews, norms: np.ndarray, max_grad_norm: float, joint: bool) -> None:
     """:meth:`FusedAgent.clip_and_step` with the clipping in numpy."""
-    if max_grad_norm > 0:
+    if max_grad_norm > 0 and joint:
+        v.grad *= min(np.float32(max_grad_norm) / (np.float32(np.sqrt(norms @ norms)) + np.float32(1e-6)), 1.0)
+    elif max_grad_norm > 0:
         v.grad *= np.minimum(np.float32(max_grad_norm) / (norms + np.float32(1e-6)), np.float32(1.0)) @ v.segments
     fused.adam_step()  # one fused kernel: cheaper than numpy's ten passes over the buffers
