@@ -145,8 +145,12 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     algo, env_id, seed = spec["algo"], spec["env_id"], spec["seed"]
-    hp = dict(ZOO[(algo, env_id)])
+    hp = dict(spec.get("hyperparams") or ZOO[(algo, env_id)])  # another script may pass the zoo's values itself
     n_envs, budget, normalize = hp.pop("n_envs"), hp.pop("n_timesteps"), hp.pop("normalize", False)
+    if "policy_kwargs" in hp:  # the zoo writes activation_fn=nn.ReLU; JSON carries its name
+        kwargs = dict(hp["policy_kwargs"])
+        kwargs["activation_fn"] = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[kwargs.get("activation_fn", "tanh")]
+        hp["policy_kwargs"] = kwargs
     total = spec.get("total_steps") or budget
     for key in ("learning_rate", "clip_range"):
         if key in hp:
@@ -184,6 +188,10 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     model.learn(total_timesteps=total, callback=callback)
     wall = time.perf_counter() - learn_start
     train_seconds = wall - callback.eval_seconds
+    if not eval_every:  # no evaluation during training: one at the end, as policygrad's run ends with one
+        start = time.perf_counter()
+        callback.last = evaluation_episodes(act, env_id, seed)
+        callback.eval_seconds += time.perf_counter() - start
     steps = model.num_timesteps
     return {
         "env_steps": steps,

@@ -1,0 +1,140 @@
+"""Learning parity on MuJoCo: policygrad and Stable-Baselines3 at the RL zoo's HalfCheetah settings.
+
+    pip install 'policygrad[bench,mujoco]'
+    python benchmarks/mujoco_parity.py                          # 100k steps, seeds 0-2, both libraries
+    python benchmarks/mujoco_parity.py --variant joint --variant apart:grad_clip=per-network --no-sb3 --jobs 6
+
+Both libraries train PPO on HalfCheetah-v5 with the hyperparameters of rl-baselines3-zoo's
+``hyperparams/ppo.yml`` entry ``HalfCheetah-v4`` (commit 22e3ff2, the newest MuJoCo entry it
+has, used for v5 as it is), then play the same 10 deterministic episodes
+(``vs_sb3.evaluation_episodes``: the seeds policygrad's own evaluation plays) with the
+observation statistics frozen. Every run is a fresh subprocess on one torch thread, and the
+libraries alternate seed by seed, so a change in the machine's load hits both (``--jobs N``
+runs N at once: the returns are the same, the steps/s then measure a shared machine). The table
+gives each library's final evaluation return as mean ± std over the seeds (population std),
+its training steps/s and its peak resident memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from vs_sb3 import launch, load_average  # noqa: E402 - the subprocess runner and evaluation are shared
+
+ENV_ID = "HalfCheetah-v5"
+
+#: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 (normalize: true is VecNormalize with its
+#: defaults: observations and rewards, both clipped at ±10, the reward's return discounted by gamma).
+ZOO_HALFCHEETAH = dict(
+    normalize=True, n_envs=1, n_timesteps=1_000_000, batch_size=64, n_steps=512, gamma=0.98,
+    learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92,
+    max_grad_norm=0.8, vf_coef=0.58096,
+    policy_kwargs=dict(
+        log_std_init=-2, ortho_init=False, activation_fn="relu", net_arch=dict(pi=[256, 256], vf=[256, 256])
+    ),
+)  # fmt: skip
+
+#: The same settings in policygrad's terms. SB3's value loss is mean((R − V)²) and policygrad's
+#: ½·mean((R − V)²), so vf_coef doubles to give the same loss.
+ZOO_IN_POLICYGRAD = dict(
+    num_envs=1, rollout_steps=512, minibatch_size=64, update_epochs=20, gamma=0.98, gae_lambda=0.92,
+    learning_rate=2.0633e-05, ent_coef=0.000401762, clip_coef=0.1, max_grad_norm=0.8, vf_coef=2 * 0.58096,
+    normalize_advantages=True, init_log_std=-2.0, activation="relu", hidden_sizes=[256, 256], ortho_init=False,
+    grad_clip="joint", normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0, eval_every=0,
+)  # fmt: skip
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    return f"{mean:,.0f} ± {statistics.pstdev(values):,.0f}" if len(values) > 1 else f"{mean:,.0f}"
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE``: a policygrad row with settings on top of the zoo's."""
+    name, _, settings = text.partition(":")
+    return name, dict(pair.split("=", 1) for pair in settings.split(",") if pair)
+
+
+def initial_action_spread() -> None:
+    """How far the initial policy's mean action moves from state to state, by initialisation (no training).
+
+    States: 2,000 steps of uniform random actions, standardised; 3 seeds of each initialisation.
+    """
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from policygrad.agent import Agent, AgentSpec
+
+    env, rng = gym.make(ENV_ID), np.random.default_rng(0)
+    env.reset(seed=0)
+    obs = np.array([env.step(rng.uniform(-1, 1, 6))[0] for _ in range(2000)])
+    x = torch.tensor((obs - obs.mean(0)) / (obs.std(0) + 1e-8), dtype=torch.float32)
+    for ortho in (True, False):
+        spreads = []
+        for seed in range(3):
+            torch.manual_seed(seed)
+            agent = Agent(AgentSpec(17, False, 6, (256, 256), "relu", True, -2.0, ortho_init=ortho))
+            with torch.no_grad():
+                spreads.append(agent.actor(x).std(0).mean().item())
+        print(f"ortho_init={ortho}: std of the mean action across states {np.mean(spreads):.3f} (σ = e^-2 = 0.135)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100_000, help="env steps per run (default 100,000)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--variant", action="append", default=None, metavar="NAME[:KEY=VALUE,...]",
+        help="a policygrad row (repeatable; default: one row 'policygrad' at the zoo's settings)",
+    )  # fmt: skip
+    parser.add_argument("--no-sb3", action="store_true", help="leave Stable-Baselines3 out")
+    parser.add_argument("--init", action="store_true", help="only measure the initial policies' action spread")
+    parser.add_argument(
+        "--jobs", type=int, default=1,
+        help="runs at once (default 1: one at a time, alternating); with more, steps/s are measured under each "
+        "other's load",
+    )  # fmt: skip
+    args = parser.parse_args()
+    if args.init:
+        return initial_action_spread()
+    variants = dict(parse_variant(v) for v in (args.variant or ["policygrad"]))
+    rows = [*variants, *([] if args.no_sb3 else ["sb3"])]
+    specs: list[tuple[str, dict[str, Any]]] = []
+    for seed in args.seeds:  # alternating, seed by seed
+        for row in rows:
+            spec: dict[str, Any] = dict(algo="ppo", env_id=ENV_ID, seed=seed, total_steps=args.steps)
+            if row == "sb3":
+                spec.update(kind="sb3", hyperparams=ZOO_HALFCHEETAH)
+            else:
+                overrides = dict(ZOO_IN_POLICYGRAD, total_steps=args.steps, **variants[row])
+                spec.update(kind="policygrad", overrides=overrides)
+            specs.append((row, spec))
+    load_before = load_average()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is its own subprocess
+        results = list(pool.map(lambda item: launch(item[1]), specs))
+    command = "python benchmarks/mujoco_parity.py " + " ".join(sys.argv[1:])
+    print(f"\nPPO on {ENV_ID}, the RL zoo's settings, {args.steps:,} env steps, seeds {args.seeds}")
+    print(f"command: {command.strip()}")
+    print(f"load average before / after: {load_before} / {load_average()} (2 shared cores, {args.jobs} run(s) at once)")
+    for name, extra in variants.items():
+        settings = ", ".join(f"{k}={v}" for k, v in extra.items())
+        print(f"{name}: the zoo's settings" + (f" with {settings}" if settings else ""))
+    print("\n| library | eval return (mean ± std) | per seed | train steps/s | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for row in rows:
+        runs = [result for (name, _), result in zip(specs, results, strict=True) if name == row]
+        returns = [r["final_eval_mean"] for r in runs]
+        per_seed = ", ".join(f"{v:,.0f}" for v in returns)
+        rates, rss = [r["steps_per_second"] for r in runs], [r["peak_rss_mb"] for r in runs]
+        print(f"| {row} | {spread(returns)} | {per_seed} | {spread(rates)} | {spread(rss)} |")
+
+
+if __name__ == "__main__":
+    main()
