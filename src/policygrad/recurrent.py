@@ -20,8 +20,8 @@ Separate LSTMs for actor and critic, as sb3-contrib's RecurrentPPO by default
 where the value loss's gradient, large early in training, dominates the clipped norm and
 shrinks the policy's own step. Measured on CartPole without velocities (PPO, seed 0, the
 settings of ``tests/test_recurrent.py``): after 12k steps separate LSTMs evaluated at 110, a
-shared one at 9 (one action always) — so each step runs two LSTMs. LSTM weights are orthogonal (gain 1) with zero biases, as CleanRL
-initialises them.
+shared one at 9 (one action always) — so each step runs two LSTMs. LSTM weights are orthogonal
+(gain 1) with zero biases, as CleanRL initialises them.
 
 The state is one tensor ``(B, rows, hidden)``: rows ``h, c`` of the actor's LSTM, then ``h, c``
 of the critic's where there is a critic.
