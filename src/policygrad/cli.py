@@ -267,9 +267,19 @@ def _version() -> str:
     return policygrad.__version__
 
 
+def written_run_dir() -> object:
+    """The run folder this process locked for writing, if any (:data:`policygrad.runs.written_run_dir`)."""
+    runs = sys.modules.get("policygrad.runs")  # never imported: no folder was written
+    return getattr(runs, "written_run_dir", None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports torch: seconds, in which Ctrl-C deserves a line, not a traceback
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("policygrad: interrupted before a run folder was written", file=sys.stderr)
+        return 130
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -280,22 +290,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policygrad: {'' if interrupted else 'error: '}{err}", file=sys.stderr)
         return interrupted or 1
     except OSError as err:  # a file of the run folder that could not be written (metrics, summary)
-        folder = getattr(args, "run_dir", None) or getattr(args, "out", None)
+        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or written_run_dir()
         if folder is not None:  # the file, the free space, the last intact checkpoint, how to resume
             from policygrad.checkpoint import write_error
 
             print(f"policygrad: error: {write_error(Path(folder), Path(err.filename or folder), err)}", file=sys.stderr)
             return 1
-        print(
-            f"policygrad: error: {err.filename or 'a file'}: {err.strerror or err}; a run's last checkpoint is kept "
-            "(continue with 'policygrad resume RUN_DIR')",
-            file=sys.stderr,
-        )
+        print(f"policygrad: error: {err.filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or "RUN_DIR"
-        hint = f"continue from the last checkpoint with 'policygrad resume {folder}'"
-        print(f"policygrad: interrupted; {hint}", file=sys.stderr)
+        folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or written_run_dir()
+        if folder is None:  # stopped before any run folder was written: there is nothing to resume
+            print("policygrad: interrupted before a run folder was written", file=sys.stderr)
+        else:
+            print(f"policygrad: interrupted; continue with 'policygrad resume {folder}'", file=sys.stderr)
         return 130
 
 

@@ -160,6 +160,11 @@ class RunLock:
             self.fd = -1
 
 
+#: The run folder this process writes (set when it is locked): the folder an interrupted
+#: ``policygrad train`` without ``--out`` names in its resume hint.
+written_run_dir: Path | None = None
+
+
 def lock_run_dir(run_dir: Path) -> RunLock:
     """Take ``run_dir`` for writing (creating it), or a one-line error naming the process that holds it.
 
@@ -179,6 +184,8 @@ def lock_run_dir(run_dir: Path) -> RunLock:
     except OSError as err:
         raise PolicygradError(f"cannot write the run folder {run_dir} ({err.strerror or err})") from None
     clean_temporaries(run_dir)
+    global written_run_dir
+    written_run_dir = run_dir
     return RunLock(run_dir, fd)
 
 
