@@ -1,14 +1,12 @@
 """Checkpoints round-trip, and a run killed with SIGKILL resumes bit-exactly."""
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
+from run_helpers import kill_9_after
 from safetensors.torch import load_file
 
 from policygrad.checkpoint import load_latest
@@ -96,18 +94,7 @@ def test_kill_9_then_resume_is_bit_exact(tmp_path, algo, settings, kill_after_ro
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     subprocess.run(cli("train", *common, "--out", str(reference)), check=True)
 
-    proc = subprocess.Popen(cli("train", *common, "--out", str(crashed)))
-    deadline = time.time() + 120
-    metrics = crashed / "metrics.csv"
-    while time.time() < deadline:
-        if metrics.exists() and sum(1 for _ in open(metrics)) > kill_after_rows and (crashed / "checkpoints").exists():
-            break
-        if proc.poll() is not None:
-            pytest.fail("training finished before it could be killed; raise its budget")
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    kill_9_after(subprocess.Popen(cli("train", *common, "--out", str(crashed))), crashed, kill_after_rows)
     subprocess.run(cli("resume", str(crashed), "--quiet"), check=True)
     assert_same_run(reference, crashed)
 
