@@ -55,6 +55,53 @@ def test_train_and_sample_with_a_local_hf_model(tiny_llama, tmp_path, capsys):
     assert "→" in capsys.readouterr().out
 
 
+def test_lora_trains_the_adapters_only_and_the_reference_is_the_base(tiny_llama, tmp_path):
+    pytest.importorskip("peft")
+    from policygrad.lm.algorithms import get_algorithm
+    from policygrad.lm.hf import AdapterDisabled
+    from policygrad.lm.trainer import LMTrainer
+
+    settings = {"task": "sum", "lora_rank": 4, "prompts_per_update": 4, "samples_per_prompt": 2}
+    cfg = get_algorithm("rloo").Config(**settings, eval_prompts=4, max_train_seconds=None, updates=3)
+    trainer = LMTrainer.new("rloo", cfg, tmp_path / "run", tiny_llama, quiet=True)
+    assert isinstance(trainer.reference, AdapterDisabled)  # no second copy of the weights
+    before = {k: v.clone() for k, v in trainer.policy.model.named_parameters()}
+    trainer.run()
+    after = dict(trainer.policy.model.named_parameters())
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    adapters = {k for k in before if "lora_" in k}
+    assert adapters and changed <= adapters  # no base weight moved
+    assert {k for k in adapters if "lora_B" in k} <= changed  # B starts at zero: every adapter's output moved
+    assert all(after[k].requires_grad == (k in adapters) for k in after)
+
+
+def test_lora_from_the_cli_resumes_and_samples(tiny_llama, tmp_path, capsys):
+    pytest.importorskip("peft")
+    run = tmp_path / "run"
+    args = ["--ref", str(tiny_llama), "--out", str(run), "--updates", "2", "--quiet"]
+    settings = ["prompts_per_update=4", "samples_per_prompt=2", "eval_prompts=8", "max_train_seconds=none"]
+    settings += ["lora_rank=8", "checkpoint_every=1"]
+    assert main(["lm", "train", "rloo", "sum", *args, *(a for s in settings for a in ("--set", s))]) == 0
+    checkpoint = run / "checkpoints" / "update_0000002" / "model.safetensors"
+    from safetensors.torch import load_file
+
+    assert all("lora_" in k for k in load_file(str(checkpoint)))  # the adapters only, never the base
+    assert (run / "policy" / "adapter_model.safetensors").is_file()
+    assert not (run / "policy" / "model.safetensors").exists()
+    assert main(["lm", "resume", str(run), "--updates", "3", "--quiet"]) == 0
+    assert json.loads((run / "summary.json").read_text())["updates"] == 3
+    capsys.readouterr()
+    assert main(["lm", "sample", str(run), "-n", "2"]) == 0
+    assert "→" in capsys.readouterr().out
+
+
+def test_lora_on_policygrads_own_transformer_is_one_clear_line(tmp_path, capsys):
+    args = ["lm", "train", "rloo", "sum", "--out", str(tmp_path / "run"), "--set", "lora_rank=8", "--quiet"]
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert "lora_rank needs a Hugging Face model" in err and "\n" not in err
+
+
 def _real_model() -> Path | None:
     if os.environ.get("POLICYGRAD_HF_MODEL"):
         return Path(os.environ["POLICYGRAD_HF_MODEL"])

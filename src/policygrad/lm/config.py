@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from policygrad.config import RolloutBackendOptions, non_negative, positive, setting, validate_fields
+from policygrad.config import RolloutBackendOptions, non_negative, positive, positive_or_none, setting, validate_fields
 from policygrad.errors import PolicygradError
 from policygrad.lm.head import HEAD_PATHS
 from policygrad.lm.losses import IMPORTANCE_SAMPLING_LEVELS, LOSS_TYPES, REDUCTIONS, loss_type_reduction
@@ -83,6 +84,15 @@ class LMTrainConfig(RolloutBackendOptions):
     keep_checkpoints: int = setting(3, positive, "> 0", "checkpoints kept on disk")
     eval_prompts: int = setting(512, positive, "> 0", "prompts sampled for the final evaluation")
     threads: int = setting(1, positive, "> 0", "torch CPU threads (1 is fastest for the small model)")
+    lora_rank: int = setting(
+        0,
+        non_negative,
+        ">= 0",
+        "train LoRA adapters of this rank (peft) on a Hugging Face policy instead of all its weights (0: all weights)",
+    )
+    lora_alpha: float | None = setting(
+        None, positive_or_none, "> 0 or none", "LoRA's α: the adapters are scaled by α / rank (none: α = rank)"
+    )
     head_path: str = setting(
         "auto",
         lambda v: v in HEAD_PATHS,
@@ -102,9 +112,9 @@ class LMTrainConfig(RolloutBackendOptions):
             )
         if self.dynamic_sampling and self.samples_per_prompt < 2:
             raise PolicygradError("dynamic_sampling needs groups: set samples_per_prompt >= 2")
+        if self.lora_rank and importlib.util.find_spec("peft") is None:
+            raise PolicygradError("lora_rank needs peft, in the optional extra: pip install 'policygrad[hf]'")
         if self.backend == "ray":  # refused now, not after pretraining a reference
-            import importlib.util
-
             from policygrad.lm.ray_sampling import check_layout
 
             if importlib.util.find_spec("ray") is None:

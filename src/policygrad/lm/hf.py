@@ -9,6 +9,12 @@ pretrained model's next-token distribution renormalised over the task's tokens:
 the same action space as policygrad's own transformer, so every algorithm, loss and
 check applies unchanged. No hub access: only a local folder (``config.json`` and
 weights, or a ``.gguf`` file, which ``transformers`` reads with the ``gguf`` package).
+
+With ``lora_rank`` > 0 the policy trains LoRA adapters (``peft``) instead of all weights:
+rank-r updates on every linear layer of attention and MLP (peft's ``"all-linear"``, the
+QLoRA paper's choice; the output head stays frozen), dropout 0 (the sampled and the
+scored policy must be one function), and the reference is the same model with its
+adapters switched off (:class:`AdapterDisabled`): no second copy of the weights.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from policygrad.lm.tasks import BASE_TOKENS, BOS, EOS, PAD, Task
 
 MAP_FILE = "policygrad_tokens.json"
 VALUE_HEAD_FILE = "policygrad_value_head.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"  # peft's: a folder of LoRA adapters over a base model
+#: The layers LoRA adapts: every linear layer but the output head (peft's shorthand).
+LORA_TARGET_MODULES = "all-linear"
 
 
 def _transformers() -> Any:
@@ -35,6 +44,14 @@ def _transformers() -> Any:
     except ImportError:
         raise PolicygradError("a Hugging Face model needs the optional extra: pip install 'policygrad[hf]'") from None
     return transformers
+
+
+def _peft() -> Any:
+    try:
+        import peft
+    except ImportError:
+        raise PolicygradError("lora_rank needs peft, in the optional extra: pip install 'policygrad[hf]'") from None
+    return peft
 
 
 class HFCache:
@@ -75,6 +92,55 @@ class HFPolicy(nn.Module):
             nn.init.zeros_(self.value_head.weight)
             nn.init.zeros_(self.value_head.bias)
 
+    @property
+    def has_lora(self) -> bool:
+        """Whether :meth:`add_lora` wrapped the model in LoRA adapters."""
+        return hasattr(self.model, "disable_adapter")
+
+    def add_lora(self, rank: int, alpha: float | None = None, seed: int = 0) -> None:
+        """Wrap the model in LoRA adapters of ``rank`` (scale ``alpha / rank``; α = rank when none).
+
+        Only the adapters (and a value head) train from here on; the base weights are frozen.
+        The adapters start as peft initialises them (A random, seeded by ``seed``; B zero),
+        so the policy starts equal to the base model.
+        """
+        peft = _peft()
+        config = peft.LoraConfig(
+            r=rank,
+            lora_alpha=alpha if alpha is not None else rank,
+            lora_dropout=0.0,
+            target_modules=LORA_TARGET_MODULES,
+            bias="none",
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = peft.get_peft_model(self.model, config)
+
+    def without_adapters(self) -> AdapterDisabled:
+        """This policy with its LoRA adapters off: the frozen base model, sharing its weights."""
+        return AdapterDisabled(self)
+
+    def _trained_keys(self, prefix: str = "") -> set[str]:
+        return {prefix + name for name, p in self.named_parameters() if p.requires_grad}
+
+    def state_dict(self, *args: Any, prefix: str = "", **kwargs: Any) -> Any:
+        """All weights; with LoRA only the trained ones (adapters, value head): the base is the reference folder's."""
+        full = super().state_dict(*args, prefix=prefix, **kwargs)
+        if not self.has_lora:
+            return full
+        trained = self._trained_keys(prefix)
+        return type(full)((k, v) for k, v in full.items() if k in trained)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Load :meth:`state_dict`'s weights; with LoRA, the frozen base weights are not expected."""
+        if not self.has_lora:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = sorted(set(result.missing_keys) & self._trained_keys())
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"missing keys {missing[:3]}, unexpected keys {result.unexpected_keys[:3]}")
+        return result
+
     def new_cache(self, batch: int, max_len: int) -> HFCache:
         return HFCache()
 
@@ -102,7 +168,12 @@ class HFPolicy(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def save(self, folder: Path) -> None:
-        """``save_pretrained`` plus the token map (and value head), so the folder loads again."""
+        """``save_pretrained`` plus the token map (and value head), so the folder loads again.
+
+        With LoRA that is peft's adapter folder (``adapter_config.json`` names the base
+        model's folder, ``adapter_model.safetensors``): :func:`load_hf_policy` merges it
+        into the base weights on loading.
+        """
         folder = Path(folder)
         self.model.save_pretrained(folder)
         if self.tokenizer is not None:
@@ -114,6 +185,34 @@ class HFPolicy(nn.Module):
             save_file(
                 {k: v.contiguous() for k, v in self.value_head.state_dict().items()}, str(folder / VALUE_HEAD_FILE)
             )
+
+
+class AdapterDisabled(nn.Module):
+    """A LoRA policy evaluated with its adapters switched off: the frozen base model, the reference.
+
+    Holds the policy without registering it as a submodule, so it has no parameters of
+    its own (freezing it does not freeze the policy). Values are not computed: a
+    reference has no value head.
+    """
+
+    def __init__(self, policy: HFPolicy) -> None:
+        super().__init__()
+        object.__setattr__(self, "policy", policy)  # not a submodule: its parameters are the policy's
+
+    @property
+    def vocab_size(self) -> int:
+        return self.policy.vocab_size
+
+    def new_cache(self, batch: int, max_len: int) -> HFCache:
+        return self.policy.new_cache(batch, max_len)
+
+    def forward(self, tokens: torch.Tensor, cache: HFCache | None = None) -> LMOutput:
+        value_head, self.policy.value_head = self.policy.value_head, None
+        try:
+            with self.policy.model.disable_adapter():
+                return self.policy(tokens, cache)
+        finally:
+            self.policy.value_head = value_head
 
 
 def task_token_ids(tokenizer: Any) -> torch.Tensor:
@@ -145,6 +244,8 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
     if task.vocab.size != len(BASE_TOKENS):
         raise PolicygradError("a Hugging Face model works with the 16-token task vocabulary (drop --vocab-size)")
     folder = Path(folder)
+    if (folder / ADAPTER_CONFIG_FILE).is_file() and not (folder / "config.json").is_file():
+        return _load_adapter_folder(folder, task)
     kwargs: dict[str, Any] = {}
     ggufs = sorted(folder.glob("*.gguf"))
     if not (folder / "config.json").is_file() and ggufs:
@@ -167,12 +268,29 @@ def load_hf_policy(folder: Path, task: Task) -> HFPolicy:
         torch.tensor(json.loads(map_file.read_text())["token_ids"]) if map_file.is_file() else task_token_ids(tokenizer)
     )
     policy = HFPolicy(model, token_ids, tokenizer)
+    _load_value_head(policy, folder)
+    return policy
+
+
+def _load_adapter_folder(folder: Path, task: Task) -> HFPolicy:
+    """A LoRA policy saved by :meth:`HFPolicy.save`: its base model with the adapters merged into the weights."""
+    peft = _peft()
+    base = Path(json.loads((folder / ADAPTER_CONFIG_FILE).read_text()).get("base_model_name_or_path") or "")
+    if not (base / "config.json").is_file() and not any(base.glob("*.gguf")):
+        raise PolicygradError(f"the LoRA adapters in {folder} name their base model {base}, which is not a folder")
+    policy = load_hf_policy(base, task)
+    policy.model = peft.PeftModel.from_pretrained(policy.model, folder).merge_and_unload()
+    _load_value_head(policy, folder)  # the task-token map is the base's: the same tokenizer
+    return policy
+
+
+def _load_value_head(policy: HFPolicy, folder: Path) -> None:
+    """Add the value head saved in ``folder``, if there is one."""
     if (folder / VALUE_HEAD_FILE).is_file():
         from safetensors.torch import load_file
 
         policy.add_value_head()
         policy.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
-    return policy
 
 
 def save_tiny_llama(folder: Path, hidden_size: int = 64, intermediate_size: int = 256) -> int:

@@ -2,8 +2,8 @@
 
 A folder whose ``config.json`` says ``"format": "policygrad-lm"`` is ours
 (:mod:`policygrad.lm.model`); any other folder with a ``config.json`` (or a ``.gguf``
-file) is treated as a Hugging Face causal LM and loaded through
-:mod:`policygrad.lm.hf` (the optional ``[hf]`` extra).
+file, or peft's ``adapter_config.json``) is treated as a Hugging Face causal LM and loaded
+through :mod:`policygrad.lm.hf` (the optional ``[hf]`` extra).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def is_hf_model(path: Path | str) -> bool:
     if not path.is_dir():
         return False
     config = path / CONFIG_FILE
+    if (path / "adapter_config.json").is_file():  # peft's LoRA adapters over a Hugging Face base model
+        return True
     if config.is_file():
         return read_model_config(path).get("format") != MODEL_FORMAT
     return any(path.glob("*.gguf"))

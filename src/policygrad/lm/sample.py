@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ def load_for_sampling(folder: Path) -> tuple[torch.nn.Module, Any]:
         if (folder / POLICY_DIR).is_dir():
             model, _ = load_policy_model(folder / POLICY_DIR, task)
             return model, task
-        reference, _ = load_policy_model(Path(saved["reference"]), task)
-        model = copy.deepcopy(reference)
+        model, _ = load_policy_model(Path(saved["reference"]), task)
+        if saved["config"].get("lora_rank"):  # the checkpoint holds the adapters only
+            model.add_lora(saved["config"]["lora_rank"], saved["config"]["lora_alpha"])
         checkpoint = load_latest_lm(folder)
         if any(k.startswith("value_head") for k in checkpoint.model):
             model.add_value_head()

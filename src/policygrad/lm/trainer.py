@@ -9,6 +9,8 @@ and hand it to the algorithm's ``update``. Prompts and sampling noise are keyed 
 A run folder holds ``config.json``, ``reference/`` (the reference model, unless it
 was given as a path to a Hugging Face model), ``metrics.csv``, ``tensorboard/``,
 ``checkpoints/``, ``policy/`` (the final policy, a model folder) and ``summary.json``.
+With ``lora_rank`` the checkpoints hold the adapters (and value head) only, and
+``policy/`` is peft's adapter folder naming the base model's folder.
 """
 
 from __future__ import annotations
@@ -93,6 +95,10 @@ class LMTrainer:
         run_dir = Path(run_dir)
         check_new_run_dir(run_dir, "lm")
         module = get_algorithm(algo)
+        if cfg.lora_rank and (reference is None or not is_hf_model(reference)):
+            raise PolicygradError(
+                "lora_rank needs a Hugging Face model (--ref HF_FOLDER); policygrad's own transformer has no adapters"
+            )
         if reference is not None and not is_hf_model(reference):
             own = read_model_config(reference).get("model", {}).get("vocab_size")
             if vocab_size is not None and own is not None and own != vocab_size:
@@ -165,11 +171,20 @@ class LMTrainer:
         return self
 
     def _policy_from_reference(self, value_head: bool) -> torch.nn.Module:
+        """The policy to train: a copy of the reference, or with ``lora_rank`` the reference itself in adapters.
+
+        With LoRA the reference becomes the policy with its adapters off (one copy of the weights).
+        """
         set_head_path(self.reference, self.cfg.head_path)  # the policy, a deep copy, keeps it
-        policy = copy.deepcopy(self.reference)
+        if self.cfg.lora_rank:
+            policy = self.reference
+            policy.add_lora(self.cfg.lora_rank, self.cfg.lora_alpha, self.cfg.seed)
+            self.reference = policy.without_adapters()
+        else:
+            policy = copy.deepcopy(self.reference)
+            self.reference.requires_grad_(False)
         if value_head:
             policy.add_value_head()
-        self.reference.requires_grad_(False)
         return policy
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
