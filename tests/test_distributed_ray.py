@@ -103,6 +103,36 @@ def test_hung_and_crashed_workers_are_recreated_and_the_batch_collected_again(tm
     assert_same_run(local_a2c, run)
 
 
+#: A small LSTM policy (policy=lstm): the workers carry its state from rollout to rollout.
+LSTM = dict(policy="lstm", lstm_hidden_size=8, hidden_sizes=(16,))
+
+
+def test_lstm_a2c_on_ray_equals_local(tmp_path):
+    train(tmp_path / "local", **LSTM)
+    train(tmp_path / "ray", backend="ray", workers=3, worker_cpus=1, **LSTM)
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
+
+
+def test_lstm_ppo_on_ray_stopped_and_resumed_equals_local(tmp_path):
+    # Sequence minibatches of 4 envs' 5 steps. The run stops at update 10 and resumes from its checkpoint at
+    # update 8 on fresh workers, which continue their episodes with the LSTM state the checkpoint holds.
+    settings = dict(LSTM, minibatch_size=20, update_epochs=2, checkpoint_every=4)
+    train(tmp_path / "local", "ppo", **settings)
+
+    class Stopped(Exception):
+        pass
+
+    def stop_at_update_10(row):
+        if row["update"] == 10:
+            raise Stopped
+
+    run = tmp_path / "ray"
+    with pytest.raises(Stopped):
+        Trainer.new("ppo", config("ppo", backend="ray", workers=2, **settings), run, quiet=True).run(stop_at_update_10)
+    Trainer.resume(run, quiet=True).run()
+    assert_same_run(tmp_path / "local", run)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

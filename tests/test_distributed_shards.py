@@ -4,6 +4,7 @@ import collections
 import time
 from dataclasses import fields
 
+import numpy as np
 import pytest
 import torch
 
@@ -21,7 +22,7 @@ from policygrad.errors import PolicygradError
 from policygrad.rollout import Rollout, RolloutCollector
 
 
-def _agent(env_id="CartPole-v1", critic=True):
+def _agent(env_id="CartPole-v1", critic=True, policy="mlp"):
     _, info = make_envs(env_id, 1)
     torch.manual_seed(0)
     return Agent(
@@ -34,6 +35,8 @@ def _agent(env_id="CartPole-v1", critic=True):
             critic=critic,
             action_low=info.action_low,
             action_high=info.action_high,
+            policy=policy,
+            lstm_hidden_size=16,
         )
     )
 
@@ -47,18 +50,22 @@ def test_shard_ranges_are_contiguous_and_balanced():
 
 
 @pytest.mark.parametrize(
-    "env_id, episodes, workers",
+    "env_id, episodes, workers, policy",
     [
-        ("CartPole-v1", False, 3),
-        ("CartPole-v1", False, 8),
-        ("CartPole-v1", True, 3),
-        ("Pendulum-v1", False, 3),
-        ("Pendulum-v1", True, 2),
+        ("CartPole-v1", False, 3, "mlp"),
+        ("CartPole-v1", False, 8, "mlp"),
+        ("CartPole-v1", True, 3, "mlp"),
+        ("Pendulum-v1", False, 3, "mlp"),
+        ("Pendulum-v1", True, 2, "mlp"),
+        # the LSTM state each shard carries from rollout to rollout, and its initial_state / episode_starts
+        ("CartPole-v1", False, 3, "lstm"),
+        ("CartPole-v1", True, 3, "lstm"),
+        ("Pendulum-v1", False, 2, "lstm"),
     ],
 )
-def test_shards_equal_single_process_rollouts_and_episode_statistics(env_id, episodes, workers):
+def test_shards_equal_single_process_rollouts_and_episode_statistics(env_id, episodes, workers, policy):
     num_envs, updates = 8, 4 if episodes else 40
-    agent = _agent(env_id, critic=not episodes)
+    agent = _agent(env_id, critic=not episodes, policy=policy)
     envs, _ = make_envs(env_id, num_envs)
     local = RolloutCollector(envs, agent, seed=3)
     local.reset([3 + i for i in range(num_envs)])
@@ -82,6 +89,10 @@ def test_shards_equal_single_process_rollouts_and_episode_statistics(env_id, epi
         returns.extend(merge_episode_logs([s.episode_log for s in shards]))
         assert list(returns) == list(zip(local.recent_returns, local.recent_lengths, strict=True)), update
     assert len(returns) > 0
+    if policy == "lstm" and not episodes:  # the states carried into the next rollout, too (episodes reset them)
+        assert joined.initial_state.abs().sum() > 0
+        assert np.array_equal(np.concatenate([s.memory for s in shards]), local.memory)
+        assert np.array_equal(np.concatenate([s.episode_start for s in shards]), local.episode_start)
 
 
 def test_small_batches_round_differently_which_full_width_evaluation_avoids():

@@ -166,8 +166,6 @@ class TrainConfig(RolloutBackendOptions):
 
     def validate(self) -> None:
         """Cross-field checks; algorithms override and call super()."""
-        if self.policy == "lstm" and self.backend == "ray":
-            raise PolicygradError("policy=lstm runs with backend=local only: Ray workers do not carry the LSTM state")
         if self.policy == "lstm" and self.log_gradient_variance:
             raise PolicygradError("log_gradient_variance needs policy=mlp: it draws minibatches of single steps")
 

@@ -170,6 +170,10 @@ class RolloutCollector:
         self.action_mask = self._masks(info)
         self.prev_done[:] = False
         self.episode_start[:] = True
+        if self.memory is not None:
+            # The next step begins every episode and zeroes the state anyway; zeroing it here also makes the
+            # Rollout.initial_state after a reset the same however the envs are split across Ray workers.
+            self.memory = self.agent.initial_state(self.num_envs).numpy()
 
     # ----- collection ------------------------------------------------------------------
     def collect(self, steps: int, update: int) -> Rollout:

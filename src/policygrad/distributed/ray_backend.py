@@ -122,7 +122,16 @@ class RolloutWorker:
                 blob = cloudpickle.dumps(self.collector.envs)
             except Exception:  # noqa: BLE001 - any pickling failure means "not saveable"
                 blob = None
-        return {"envs": envs, "pickle": blob, "obs": self.collector.obs, "prev_done": self.collector.prev_done.copy()}
+        collector = self.collector
+        return {
+            "envs": envs,
+            "pickle": blob,
+            "obs": collector.obs,
+            "prev_done": collector.prev_done.copy(),
+            # policy=lstm: the state each env carries into its next step, and whether that step begins an episode
+            "memory": None if collector.memory is None else collector.memory.copy(),
+            "episode_start": collector.episode_start.copy(),
+        }
 
     def load_state(self, state: dict[str, Any]) -> str | None:
         """Put the shard back to ``state`` (its pickle comes from the learner, or a run folder the user trusts).
@@ -141,6 +150,9 @@ class RolloutWorker:
             self.collector.envs = pickle.loads(state["pickle"])
         self.collector.obs = None if state["obs"] is None else np.array(state["obs"], dtype=np.float32)
         self.collector.prev_done = np.array(state["prev_done"], dtype=bool)
+        if state.get("memory") is not None and self.collector.memory is not None:
+            self.collector.memory = np.array(state["memory"], dtype=np.float32)
+            self.collector.episode_start = np.array(state["episode_start"], dtype=bool)
         return None
 
 
@@ -257,9 +269,13 @@ class RayCollector(UsesWorkerGroup):
                     f"{self.describe(fault.workers[0])} did not hand over its environments for the checkpoint"
                 )
         obs = None if any(s["obs"] is None for s in states) else np.concatenate([s["obs"] for s in states])
+        memory = None if states[0].get("memory") is None else np.concatenate([s["memory"] for s in states])
         return {
             "obs": None if obs is None else obs.tolist(),
             "prev_done": np.concatenate([s["prev_done"] for s in states]).tolist(),
+            # policy=lstm: the workers' LSTM states, under RolloutCollector's names (a local checkpoint's layout)
+            "memory": None if memory is None else memory.tolist(),
+            "episode_start": np.concatenate([s["episode_start"] for s in states]).tolist(),
             "recent_returns": list(self.recent_returns),
             "recent_lengths": list(self.recent_lengths),
             "ray": {
@@ -295,11 +311,22 @@ class RayCollector(UsesWorkerGroup):
         if why is None:
             obs = np.asarray(state["obs"], dtype=np.float32)
             prev_done = np.asarray(state["prev_done"], dtype=bool)
+            memory = None if state.get("memory") is None else np.asarray(state["memory"], dtype=np.float32)
+            episode_start = np.asarray(state.get("episode_start", np.ones(self.num_envs)), dtype=bool)
             for data, blob, shard in zip(datas, pickles, self.shards, strict=True):
                 rows = slice(shard.start, shard.stop)
                 pickled = None if isinstance(data, dict) else base64.b64decode(blob)
                 envs = data if isinstance(data, dict) else None
-                states.append({"envs": envs, "pickle": pickled, "obs": obs[rows], "prev_done": prev_done[rows]})
+                states.append(
+                    {
+                        "envs": envs,
+                        "pickle": pickled,
+                        "obs": obs[rows],
+                        "prev_done": prev_done[rows],
+                        "memory": None if memory is None else memory[rows],
+                        "episode_start": episode_start[rows],
+                    }
+                )
             try:
                 unfit = self.group.call_all("load_state", [(s,) for s in states], STARTUP_TIMEOUT)
             except WorkerFault as fault:

@@ -122,7 +122,7 @@ class FullWidthAgent:
 
     @property
     def recurrent(self) -> bool:
-        """Whether the agent carries a state (never on Ray: the trainer refuses policy=lstm there)."""
+        """Whether the agent carries a state (policy=lstm): the shard's collector then carries its rows of it."""
         return self.agent.recurrent
 
     def _widen(self, x: torch.Tensor) -> torch.Tensor:
@@ -146,6 +146,34 @@ class FullWidthAgent:
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.agent.value(self._widen(obs))[self.rows]
+
+    # The recurrent step (policy=lstm): the shard's states and episode starts widened like its observations
+    # (zeros and False elsewhere), so the LSTM cells run on the full batch, as in one process.
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return self.agent.initial_state(batch)
+
+    def step(
+        self, obs: torch.Tensor, state: torch.Tensor, starts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        wide_starts = None if starts is None else self._widen(starts)
+        out, values, state = self.agent.step(self._widen(obs), self._widen(state), wide_starts)
+        return out[self.rows], None if values is None else values[self.rows], state[self.rows]
+
+    def sample_step(
+        self,
+        obs: torch.Tensor,
+        noise: torch.Tensor,
+        state: torch.Tensor,
+        starts: torch.Tensor | None,
+        action_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        wide_mask = None if action_mask is None else self._widen(action_mask)
+        wide_starts = None if starts is None else self._widen(starts)
+        actions, log_probs, values, state = self.agent.sample_step(
+            self._widen(obs), self._widen(noise), self._widen(state), wide_starts, wide_mask
+        )
+        rows = self.rows
+        return actions[rows], log_probs[rows], None if values is None else values[rows], state[rows]
 
     def to_env_actions(self, actions: torch.Tensor) -> np.ndarray:
         return self.agent.to_env_actions(actions)
@@ -212,8 +240,8 @@ def pad_steps(rollout: Rollout, steps: int) -> Rollout:
     out = {}
     for f in fields(Rollout):
         tensor = getattr(rollout, f.name)
-        if tensor is None:
-            out[f.name] = None
+        if tensor is None or f.name == "initial_state":  # the state is per env, not per step
+            out[f.name] = tensor
             continue
         pad = tensor.new_zeros((tensor.shape[0], missing, *tensor.shape[2:]))
         out[f.name] = torch.cat([tensor, pad], dim=1)
