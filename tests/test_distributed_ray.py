@@ -133,6 +133,16 @@ def test_lstm_ppo_on_ray_stopped_and_resumed_equals_local(tmp_path):
     assert_same_run(tmp_path / "local", run)
 
 
+@pytest.mark.slow
+def test_a_recreated_lstm_worker_continues_from_the_state_before_the_batch(tmp_path):
+    # Env 5 kills its worker at its 50th step (update 10): the new worker gets its envs and LSTM states back.
+    env_id = register_faulty("policygrad-test/CrashesWithLSTM-v0", ("crash", 5, 50, tmp_path / "crash"))
+    train(tmp_path / "local", **LSTM)
+    trainer = train(tmp_path / "ray", env_id=env_id, backend="ray", workers=2, max_worker_restarts=1, **LSTM)
+    assert trainer.collector.restarts == [0, 1]
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
