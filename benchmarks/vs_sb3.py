@@ -4,6 +4,9 @@
     python benchmarks/vs_sb3.py              # every target, seeds 0-4; writes benchmarks/results/vs_sb3.{md,json}
     python benchmarks/vs_sb3.py --targets 1 4 --seeds 0 1
     python benchmarks/vs_sb3.py --targets 1 --merge   # rerun target 1, keep the others' results
+    pip install 'policygrad[bench,mujoco,box2d,atari]'
+    python benchmarks/vs_sb3.py --envs HalfCheetah-v5 Hopper-v5 LunarLander-v3 ALE/Breakout-v5 --steps 50000
+                                             # same work beyond classic control: vs_sb3_envs.{md,json}
 
 Targets (issue "Performance: faster than Stable-Baselines3"):
 
@@ -16,6 +19,12 @@ Targets (issue "Performance: faster than Stable-Baselines3"):
 4. rollout collection against its ceiling (env step + one batched policy forward, nothing
    else) for 1 to 1,024 environments;
 5. peak resident memory of the time-to-solve runs.
+
+With ``--envs``, instead of the targets: the same work — PPO with the RL zoo's hyperparameters in
+both libraries (policygrad's preset for each environment, which translates the zoo's entry; SB3
+the entry itself, Breakout with the zoo's AtariWrapper, 4 stacked frames and CnnPolicy) for
+``--steps`` env steps (default 50,000), training steps/s of each, their ratio against the target
+(≥ 3× on MuJoCo, ≥ 8× on LunarLander, ≥ 2× on Atari) and each run's peak resident memory.
 
 Every training run is a fresh subprocess (so its peak RSS is its own) on one torch thread,
 and the two libraries alternate seed by seed, so a change in the machine's load hits both;
@@ -60,7 +69,41 @@ ZOO = {
         normalize=True, n_envs=16, n_timesteps=1_000_000, n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4,
         ent_coef=0.0,
     ),
+    # Beyond classic control (--envs): the zoo's entries at commit 22e3ff2, which policygrad's presets
+    # (src/policygrad/presets/ppo/) translate. The zoo has no MuJoCo v5 entries: its v4 ones serve
+    # (v5 keeps the v4 dynamics and rewards); LunarLander-v3 is its own entry; Breakout is the zoo's
+    # "atari" entry (AtariWrapper, 4 frames stacked, CnnPolicy).
+    ("ppo", "HalfCheetah-v5"): dict(
+        normalize=True, n_envs=1, n_timesteps=1_000_000, batch_size=64, n_steps=512, gamma=0.98,
+        learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92,
+        max_grad_norm=0.8, vf_coef=0.58096,
+        policy_kwargs=dict(
+            log_std_init=-2, ortho_init=False, activation_fn="relu", net_arch=dict(pi=[256, 256], vf=[256, 256])
+        ),
+    ),
+    ("ppo", "Hopper-v5"): dict(
+        normalize=True, n_envs=1, n_timesteps=1_000_000, batch_size=32, n_steps=512, gamma=0.999,
+        learning_rate=9.80828e-05, ent_coef=0.00229519, clip_range=0.2, n_epochs=5, gae_lambda=0.99,
+        max_grad_norm=0.7, vf_coef=0.835671,
+        policy_kwargs=dict(
+            log_std_init=-2, ortho_init=False, activation_fn="relu", net_arch=dict(pi=[256, 256], vf=[256, 256])
+        ),
+    ),
+    ("ppo", "LunarLander-v3"): dict(
+        n_envs=16, n_timesteps=1_000_000, n_steps=1024, batch_size=64, gae_lambda=0.98, gamma=0.999, n_epochs=4,
+        ent_coef=0.01,
+    ),
+    ("ppo", "ALE/Breakout-v5"): dict(
+        env_wrapper="AtariWrapper", frame_stack=4, policy="CnnPolicy", n_envs=8, n_steps=128, n_epochs=4,
+        batch_size=256, n_timesteps=10_000_000, learning_rate="lin_2.5e-4", clip_range="lin_0.1", vf_coef=0.5,
+        ent_coef=0.01,
+    ),
 }  # fmt: skip
+
+#: "Same work" beyond classic control (--envs): the speed each environment's target asks of
+#: policygrad's training steps/s over SB3's (issue "Beyond classic control").
+SAME_WORK_TARGETS = {"HalfCheetah-v5": 3.0, "Hopper-v5": 3.0, "LunarLander-v3": 8.0, "ALE/Breakout-v5": 2.0}
+SAME_WORK_STEPS = 50_000
 
 # The same hyperparameters in policygrad's terms (target 1). Differences that cost nothing per
 # step: SB3's A2C steps with RMSprop (policygrad: Adam), SB3 clips the joint gradient norm
@@ -140,13 +183,14 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from stable_baselines3 import A2C, PPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
     torch.set_num_threads(1)
     algo, env_id, seed = spec["algo"], spec["env_id"], spec["seed"]
     hp = dict(spec.get("hyperparams") or ZOO[(algo, env_id)])  # another script may pass the zoo's values itself
     n_envs, budget, normalize = hp.pop("n_envs"), hp.pop("n_timesteps"), hp.pop("normalize", False)
+    policy, wrapper, frame_stack = hp.pop("policy", "MlpPolicy"), hp.pop("env_wrapper", None), hp.pop("frame_stack", 0)
     if "policy_kwargs" in hp:  # the zoo writes activation_fn=nn.ReLU; JSON carries its name
         kwargs = dict(hp["policy_kwargs"])
         kwargs["activation_fn"] = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[kwargs.get("activation_fn", "tanh")]
@@ -155,10 +199,20 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     for key in ("learning_rate", "clip_range"):
         if key in hp:
             hp[key] = _schedule(hp[key])
-    venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if wrapper == "AtariWrapper":  # the zoo's Atari pipeline; the ALE's own frame skip and sticky actions off,
+        import ale_py  # as policygrad's preset has them (AtariWrapper skips 4 frames itself)
+        import gymnasium as gym
+
+        gym.register_envs(ale_py)
+        atari_kwargs = dict(frameskip=1, repeat_action_probability=0.0)
+        venv = make_atari_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=atari_kwargs)
+    else:
+        venv = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if frame_stack:
+        venv = VecFrameStack(venv, n_stack=frame_stack)
     if normalize:
         venv = VecNormalize(venv, gamma=hp.get("gamma", 0.99))
-    model = (PPO if algo == "ppo" else A2C)("MlpPolicy", venv, seed=seed, verbose=0, device="cpu", **hp)
+    model = (PPO if algo == "ppo" else A2C)(policy, venv, seed=seed, verbose=0, device="cpu", **hp)
     target, eval_every = spec.get("target"), spec.get("eval_every", 0)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -188,7 +242,9 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     model.learn(total_timesteps=total, callback=callback)
     wall = time.perf_counter() - learn_start
     train_seconds = wall - callback.eval_seconds
-    if not eval_every:  # no evaluation during training: one at the end, as policygrad's run ends with one
+    # No evaluation during training: one at the end, as policygrad's run ends with one (not of Atari, whose
+    # agent reads the wrapped frames evaluation_episodes does not make).
+    if not eval_every and wrapper is None:
         start = time.perf_counter()
         callback.last = evaluation_episodes(act, env_id, seed)
         callback.eval_seconds += time.perf_counter() - start
@@ -499,6 +555,59 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
+def same_work(env_ids: list[str], seeds: list[int], steps: int, repeats: int) -> dict[str, Any]:
+    """PPO with the RL zoo's hyperparameters in both libraries for ``steps`` env steps on each of ``env_ids``.
+
+    policygrad runs its preset for the environment (which translates the zoo's entry), SB3 the
+    zoo's entry itself (``ZOO``); no evaluation during training, the libraries alternating.
+    """
+    unknown = [env_id for env_id in env_ids if ("ppo", env_id) not in ZOO]
+    if unknown:
+        known = ", ".join(env for algo, env in ZOO if algo == "ppo")
+        raise SystemExit(f"--envs: no zoo hyperparameters here for {', '.join(unknown)} (known: {known})")
+    pairs = [
+        (
+            env_id,
+            dict(algo="ppo", env_id=env_id, overrides=dict(total_steps=steps, eval_every=0, target_return=None)),
+            dict(algo="ppo", env_id=env_id, total_steps=steps),
+        )
+        for env_id in env_ids
+    ]
+    return side_by_side(pairs, seeds, repeats=repeats)
+
+
+def same_work_markdown(results: dict[str, Any]) -> str:
+    """The ``--envs`` table: each library's training steps/s, their ratio against the target, peak RSS."""
+    meta, runs_by_env = results["machine"], results["same_work"]
+    lines = [
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), torch {meta['torch']} (1 thread), "
+        f"Stable-Baselines3 {meta['sb3']}, gymnasium {meta['gymnasium']}; load average {meta['load_before']} "
+        f"before, {meta['load_after']} after. Command: `{results['command']}`.",
+        "",
+        f"**Same work beyond classic control** — PPO with the RL zoo's hyperparameters in both libraries, "
+        f"{results['steps']:,} env steps, seed(s) {', '.join(map(str, results['seeds']))}, env steps/s of training "
+        "(no evaluation; the median over seeds"
+        + (f", each seed the fastest of {results['repeats']} runs" if results["repeats"] > 1 else "")
+        + "); peak resident memory (MB, median) of the whole run, its final evaluation included.",
+        "",
+        "| environment | SB3 steps/s | policygrad steps/s | policygrad / SB3 | target | met | "
+        "SB3 peak RSS | policygrad peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for env_id, runs in runs_by_env.items():
+        sb = median([r["steps_per_second"] for r in runs["sb3"]])
+        pg = median([r["steps_per_second"] for r in runs["policygrad"]])
+        ratio, target = pg / sb, SAME_WORK_TARGETS.get(env_id)
+        met = "—" if target is None else "yes" if ratio >= target else "no"
+        rss = {lib: median([r["peak_rss_mb"] for r in runs[lib]]) for lib in ("sb3", "policygrad")}
+        lines.append(
+            f"| {env_id} | {fmt(sb, 0)} | {fmt(pg, 0)} | **{ratio:.2f}×** | "
+            + (f"≥ {target:g}×" if target is not None else "—")
+            + f" | {met} | {fmt(rss['sb3'], 0)} | {fmt(rss['policygrad'], 0)} |"
+        )
+    return "\n".join(lines)
+
+
 def machine(load_before: str) -> dict[str, Any]:
     import gymnasium
     import stable_baselines3
@@ -530,11 +639,21 @@ def load_average() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0-4 (with --envs: 0)")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="runs per seed and library for target 1, the fastest kept (default 3)"
+        "--repeats", type=int, help="runs per seed and library for target 1 or --envs, the fastest kept (default 3; "
+        "with --envs 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--envs", nargs="+", metavar="ENV_ID",
+        help="instead of the targets: same work, PPO with the zoo's hyperparameters, on these environments (e.g. "
+        + " ".join(SAME_WORK_TARGETS) + ")",
+    )  # fmt: skip
+    parser.add_argument(
+        "--steps", type=int, default=SAME_WORK_STEPS, help=f"env steps per --envs run (default {SAME_WORK_STEPS:,})"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS / "vs_sb3")
+    parser.add_argument("--out", type=Path, help="results' path without suffix (default benchmarks/results/vs_sb3, "
+                        "with --envs vs_sb3_envs)")  # fmt: skip
     parser.add_argument(
         "--merge", action="store_true", help="keep the other targets' results already in --out's JSON (same seeds)"
     )
@@ -544,14 +663,24 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
+    args.out = args.out or RESULTS / ("vs_sb3_envs" if args.envs else "vs_sb3")
+    args.seeds = args.seeds or ([0] if args.envs else [0, 1, 2, 3, 4])
+    args.repeats = args.repeats or (1 if args.envs else 3)
     if args.report:
         saved = json.loads(args.out.with_suffix(".json").read_text())
-        text = markdown(saved, saved["seeds"])
+        text = same_work_markdown(saved) if "same_work" in saved else markdown(saved, saved["seeds"])
         args.out.with_suffix(".md").write_text(text + "\n")
         print(text)
         return
 
     results: dict[str, Any] = {"machine": machine(load_average()), "seeds": args.seeds}
+    if args.envs:
+        command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
+        results.update(command=command, steps=args.steps, repeats=args.repeats)
+        results["same_work"] = same_work(args.envs, args.seeds, args.steps, args.repeats)
+        results["machine"]["load_after"] = load_average()
+        write_results(args.out, results, same_work_markdown(results))
+        return
     if args.merge and args.out.with_suffix(".json").exists():
         saved = json.loads(args.out.with_suffix(".json").read_text())
         if saved.get("seeds") != args.seeds:
@@ -597,10 +726,14 @@ def main() -> None:
         sizes = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
         results["rollout"] = launch(dict(kind="rollout", env_id="CartPole-v1", sizes=sizes, seconds=1.0))["rows"]
     (results["machine"]["reruns"][-1] if args.merge else results["machine"])["load_after"] = load_average()
-    text = markdown(results, args.seeds)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(text + "\n")
+    write_results(args.out, results, markdown(results, args.seeds))
+
+
+def write_results(out: Path, results: dict[str, Any], text: str) -> None:
+    """``out``.json (every run's numbers) and ``out``.md (the table), and the table on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(text + "\n")
     print(text)
 
 
