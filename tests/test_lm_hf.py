@@ -102,6 +102,20 @@ def test_lora_on_policygrads_own_transformer_is_one_clear_line(tmp_path, capsys)
     assert "lora_rank needs a Hugging Face model" in err and "\n" not in err
 
 
+def test_pretrain_a_hugging_face_llama_on_the_task_then_sample_it(tmp_path, capsys):
+    out = tmp_path / "llama-sum"
+    settings = ["batch_size=64", "eval_prompts=128", "warmup_steps=20"]
+    args = ["lm", "pretrain", "sum", "--hf-config", "llama", "--out", str(out), "--steps", "200", "--json", "--quiet"]
+    assert main([*args, *(a for s in settings for a in ("--set", s))]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # well-formed responses with random digits score about 0.15; the corpus's imitation about 0.68
+    assert stats["reward_mean"] > 0.3 and stats["response_length_mean"] > 4.8
+    model = transformers.AutoModelForCausalLM.from_pretrained(out, local_files_only=True)  # an ordinary HF folder
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert main(["lm", "sample", str(out), "-n", "2"]) == 0
+    assert "→" in capsys.readouterr().out
+
+
 def _real_model() -> Path | None:
     if os.environ.get("POLICYGRAD_HF_MODEL"):
         return Path(os.environ["POLICYGRAD_HF_MODEL"])

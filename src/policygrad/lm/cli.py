@@ -24,11 +24,16 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     get_task(args.task)
     values = _overrides(args)
-    for flag, key in (("seed", "seed"), ("steps", "steps"), ("vocab_size", "vocab_size")):
+    for flag, key in (
+        ("seed", "seed"),
+        ("steps", "steps"),
+        ("vocab_size", "vocab_size"),
+        ("hf_config", "architecture"),
+    ):
         if getattr(args, flag) is not None:
             values[key] = getattr(args, flag)
     cfg = build_config(PretrainConfig, values)
-    out = Path(args.out) if args.out else default_reference_dir(args.task, cfg.vocab_size, cfg.seed)
+    out = Path(args.out) if args.out else default_reference_dir(args.task, cfg.vocab_size, cfg.seed, cfg.architecture)
     check_new_folder(out)
     _, stats = pretrain(args.task, cfg, out, quiet=args.quiet)
     if args.json:
@@ -126,6 +131,11 @@ def register(subparsers: Any) -> None:
         quiet=None,
     )
     pre.add_argument("--vocab-size", type=int, help="vocabulary size (16; e.g. 32000 adds filler tokens)")
+    pre.add_argument(
+        "--hf-config",
+        metavar="ARCH",
+        help="pretrain a randomly initialised Hugging Face llama or qwen2 instead (a model folder for --ref)",
+    )
     pre.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
 
     train = add_command(sub, "train", _cmd_train, "fine-tune a reference with reinforce, rloo, grpo or ppo")

@@ -167,14 +167,19 @@ class HFPolicy(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, task: str | None = None) -> None:
         """``save_pretrained`` plus the token map (and value head), so the folder loads again.
+
+        ``task`` goes into ``config.json`` (:data:`TASK_KEY`): ``policygrad lm sample FOLDER``
+        reads it there.
 
         With LoRA that is peft's adapter folder (``adapter_config.json`` names the base
         model's folder, ``adapter_model.safetensors``): :func:`load_hf_policy` merges it
         into the base weights on loading.
         """
         folder = Path(folder)
+        if task is not None:
+            setattr(self.model.config, TASK_KEY, task)
         self.model.save_pretrained(folder)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
@@ -293,35 +298,68 @@ def _load_value_head(policy: HFPolicy, folder: Path) -> None:
         policy.value_head.load_state_dict(load_file(str(folder / VALUE_HEAD_FILE)))
 
 
-def save_tiny_llama(folder: Path, hidden_size: int = 64, intermediate_size: int = 256) -> int:
-    """Save a small randomly initialised Llama (seed 0) with a word-level tokenizer over the 16 task tokens.
+#: Architectures :func:`new_hf_policy` builds from scratch (``policygrad lm pretrain --hf-config``).
+HF_ARCHITECTURES = ("llama", "qwen2")
+#: The key of a Hugging Face model's ``config.json`` naming the task policygrad pretrained it on.
+TASK_KEY = "policygrad_task"
 
-    A Hugging Face model folder that needs no download, for tests and benchmarks. Returns the parameter count.
-    """
+
+def task_tokenizer() -> Any:
+    """A word-level tokenizer over the 16 task tokens (one id each, in task order): no download."""
     _transformers()
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     word_level = Tokenizer(models.WordLevel({t: i for i, t in enumerate(BASE_TOKENS)}, unk_token="?"))
     word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=word_level, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="?"
     )
-    config = LlamaConfig(
+
+
+def new_hf_policy(
+    architecture: str = "llama",
+    hidden_size: int = 64,
+    intermediate_size: int = 256,
+    layers: int = 2,
+    heads: int = 4,
+    context_length: int = 32,
+    seed: int = 0,
+) -> HFPolicy:
+    """A randomly initialised Hugging Face causal LM (``llama`` or ``qwen2``) over the 16 task tokens."""
+    transformers = _transformers()
+    if architecture not in HF_ARCHITECTURES:
+        raise PolicygradError(
+            f"unknown Hugging Face architecture {architecture!r}; choose {', '.join(HF_ARCHITECTURES)}"
+        )
+    config_class, model_class = {
+        "llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+        "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM),
+    }[architecture]
+    config = config_class(
         vocab_size=len(BASE_TOKENS),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=32,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=context_length,
         bos_token_id=BOS,
         eos_token_id=EOS,
         pad_token_id=PAD,
         tie_word_embeddings=False,
     )
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return sum(p.numel() for p in model.parameters())
+    torch.manual_seed(seed)
+    model = model_class(config)
+    return HFPolicy(model, torch.arange(len(BASE_TOKENS)), task_tokenizer())
+
+
+def save_tiny_llama(folder: Path, hidden_size: int = 64, intermediate_size: int = 256) -> int:
+    """Save a small randomly initialised Llama (seed 0) with a word-level tokenizer over the 16 task tokens.
+
+    A Hugging Face model folder that needs no download, for tests and benchmarks. Returns the parameter count.
+    """
+    policy = new_hf_policy("llama", hidden_size, intermediate_size)
+    policy.model.save_pretrained(folder)
+    policy.tokenizer.save_pretrained(folder)
+    return policy.num_parameters()

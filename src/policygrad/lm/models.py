@@ -62,11 +62,11 @@ def load_policy_model(path: Path | str, task: Task) -> tuple[torch.nn.Module, di
 
 
 def save_policy_model(model: torch.nn.Module, folder: Path, extra: dict[str, Any]) -> None:
-    """Save a trained policy as a model folder (ours), or its weights (a Hugging Face adapter)."""
+    """Save a trained policy as a model folder: ours (``extra`` in its config), or a Hugging Face one (its task)."""
     if isinstance(model, TransformerLM):
         save_model(model, folder, extra)
     else:
-        model.save(folder)
+        model.save(folder, task=extra.get("task"))
 
 
 __all__ = ["is_hf_model", "load_policy_model", "save_policy_model", "TransformerLM"]

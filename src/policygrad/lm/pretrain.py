@@ -5,6 +5,12 @@ The loss is the cross-entropy of the response tokens given the prompt,
 corpus is generated, so it never repeats). The result is fluent — it writes
 well-formed responses — but only as good at the task as the corpus, which is the
 starting point RL fine-tuning is meant to improve.
+
+``architecture`` chooses the model: policygrad's own transformer, or a randomly
+initialised Hugging Face ``llama`` / ``qwen2`` of the same width, depth and heads
+(:func:`~policygrad.lm.hf.new_hf_policy`, the ``[hf]`` extra), saved as an ordinary
+Hugging Face model folder (``config.json``, safetensors, a word-level tokenizer over
+the 16 task tokens) that ``policygrad lm train --ref`` and ``transformers`` load offline.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ from policygrad.config import non_negative, positive, setting
 from policygrad.errors import PolicygradError
 from policygrad.lm.config import validate_fields
 from policygrad.lm.generation import generate, sampling_uniforms
-from policygrad.lm.model import ModelConfig, TransformerLM, save_model
+from policygrad.lm.model import ModelConfig, TransformerLM
+from policygrad.lm.models import save_policy_model
 from policygrad.lm.tasks import PAD, Task, get_task
 from policygrad.run_log import make_progress
 from policygrad.seeding import Stream, stream_seed
+
+#: Models ``policygrad lm pretrain`` builds: its own transformer, or Hugging Face ones.
+ARCHITECTURES = ("policygrad", "llama", "qwen2")
 
 
 @dataclass(frozen=True)
@@ -49,9 +59,17 @@ class PretrainConfig:
         None, lambda v: v is None or v > 0, "> 0 or none", "also stop after this many seconds (the schedule follows)"
     )
     threads: int = setting(1, positive, "> 0", "torch CPU threads")
+    architecture: str = setting(
+        "policygrad",
+        lambda v: v in ARCHITECTURES,
+        ", ".join(ARCHITECTURES),
+        "policygrad's transformer, or a Hugging Face Llama or Qwen2 (the [hf] extra) of the same size",
+    )
 
     def __post_init__(self) -> None:
         validate_fields(self)
+        if self.architecture != "policygrad" and self.vocab_size != 16:
+            raise PolicygradError("a Hugging Face architecture speaks the 16 task tokens: drop --vocab-size")
 
     def model_config(self, task: Task) -> ModelConfig:
         return ModelConfig(
@@ -72,14 +90,23 @@ def learning_rate_at(step: int, cfg: PretrainConfig, time_progress: float = 0.0)
     return cfg.learning_rate * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def pretrain(
-    task_name: str, cfg: PretrainConfig, out: Path | None = None, quiet: bool = False
-) -> tuple[TransformerLM, dict[str, Any]]:
+def new_model(cfg: PretrainConfig, task: Task) -> Any:
+    """The randomly initialised model of ``cfg.architecture`` (seeded by ``cfg.seed``)."""
+    torch.manual_seed(cfg.seed)
+    if cfg.architecture == "policygrad":
+        return TransformerLM(cfg.model_config(task))
+    from policygrad.lm.hf import new_hf_policy
+
+    return new_hf_policy(
+        cfg.architecture, cfg.d_model, cfg.d_ff, cfg.n_layers, cfg.n_heads, task.sequence_length, cfg.seed
+    )
+
+
+def pretrain(task_name: str, cfg: PretrainConfig, out: Path | None = None, quiet: bool = False) -> tuple[Any, dict]:
     """Pretrain a reference for ``task_name``; save it to ``out`` (when given). Returns (model, stats)."""
     task = get_task(task_name, cfg.vocab_size)
     torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model = TransformerLM(cfg.model_config(task))
+    model = new_model(cfg, task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.LM_PRETRAIN))
     prompt_length = task.prompt_length
@@ -120,7 +147,7 @@ def pretrain(
     }
     stats["parameters"] = model.num_parameters()
     if out is not None:
-        save_model(model, Path(out), {"task": task_name, "pretrain": dataclasses.asdict(cfg), "stats": stats})
+        save_policy_model(model, Path(out), {"task": task_name, "pretrain": dataclasses.asdict(cfg), "stats": stats})
     if not quiet:
         print(
             f"pretrained a {stats['parameters']:,}-parameter reference for '{task_name}' in {seconds:.1f} s: "
@@ -150,8 +177,10 @@ def evaluate_model(model: Any, task: Task, cfg: Any, stream: Stream = Stream.LM_
     }
 
 
-def default_reference_dir(task_name: str, vocab_size: int, seed: int) -> Path:
-    suffix = "" if vocab_size == 16 else f"-v{vocab_size}"
+def default_reference_dir(task_name: str, vocab_size: int, seed: int, architecture: str = "policygrad") -> Path:
+    suffix = ("" if vocab_size == 16 else f"-v{vocab_size}") + (
+        "" if architecture == "policygrad" else f"-{architecture}"
+    )
     return Path("runs") / f"lm-ref-{task_name}{suffix}-seed{seed}"
 
 

@@ -9,9 +9,10 @@ import torch
 
 from policygrad.errors import PolicygradError
 from policygrad.lm.generation import generate, sampling_uniforms
+from policygrad.lm.hf import TASK_KEY
 from policygrad.lm.model import read_model_config
 from policygrad.lm.models import load_policy_model
-from policygrad.lm.tasks import get_task
+from policygrad.lm.tasks import BASE_TOKENS, get_task
 from policygrad.seeding import Stream, stream_seed
 
 
@@ -39,9 +40,10 @@ def load_for_sampling(folder: Path) -> tuple[torch.nn.Module, Any]:
     if not (folder / "config.json").is_file():
         raise PolicygradError(f"{folder} is neither an lm run folder nor a model folder")
     config = read_model_config(folder)
-    if "task" not in config:
+    task_name = config.get("task", config.get(TASK_KEY))  # ours, or a Hugging Face model policygrad trained
+    if task_name is None:
         raise PolicygradError(f"{folder} does not say which task it was trained on")
-    task = get_task(config["task"], config["model"]["vocab_size"])
+    task = get_task(task_name, config["model"]["vocab_size"] if "model" in config else len(BASE_TOKENS))
     model, _ = load_policy_model(folder, task)
     return model, task
 
