@@ -44,6 +44,35 @@ def test_adapter_cache_matches_full_forward_and_never_samples_pad_or_bos(tiny_ll
     assert not ((samples.responses == BOS) | ((samples.responses == PAD) & samples.mask)).any()
 
 
+def test_log_probs_of_never_sampled_tokens_keep_their_precision(tiny_llama):
+    # <pad> follows an early <eos>: its log-probs are computed (and masked afterwards)
+    from policygrad.lm.generation import score
+    from policygrad.lm.hf import load_hf_policy
+    from policygrad.lm.tasks import PAD, get_task
+
+    task = get_task("sum")
+    policy = load_hf_policy(tiny_llama, task)
+    prompts = task.prompts(16, torch.Generator().manual_seed(0))
+    responses = torch.full((16, 5), PAD)
+    log_probs = score(policy, prompts, responses).log_probs
+    with torch.no_grad():
+        sequences = policy.token_ids[torch.cat([prompts, responses], 1)[:, :-1]]
+        logits = policy.model(input_ids=sequences).logits[:, 3:, policy.token_ids].double() + policy.never.double()
+    exact = torch.log_softmax(logits, -1)[..., PAD]
+    torch.testing.assert_close(log_probs.double(), exact, atol=0.05, rtol=0)
+    assert (log_probs.exp() == 0).all()  # never sampled
+
+
+def test_kl_loss_ignores_a_very_negative_log_prob_outside_the_mask():
+    from policygrad.lm.losses import kl_loss
+
+    log_probs = torch.tensor([[-1.0, -1e4]], requires_grad=True)  # a Hugging Face policy's <pad> after <eos>
+    mask = torch.tensor([[True, False]])
+    loss, _ = kl_loss(log_probs, torch.tensor([[-1.5, 0.0]]), mask)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(log_probs.grad).all() and log_probs.grad[0, 1] == 0
+
+
 def test_train_and_sample_with_a_local_hf_model(tiny_llama, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["--ref", str(tiny_llama), "--out", str(run), "--updates", "2", "--quiet"]

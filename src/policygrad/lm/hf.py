@@ -77,7 +77,9 @@ class HFPolicy(nn.Module):
         self.value_head: nn.Linear | None = None
         # <pad> and <bos> are never response tokens (and often share an id with <eos>)
         never = torch.zeros(len(token_ids))
-        never[PAD] = never[BOS] = -1e9  # finite: a masked-out padding position must not give -inf × 0
+        # finite, so a masked-out padding position does not give -inf × 0; and no larger, so
+        # log-probs there keep float32's precision (at -1e9 it steps by 64); e^-1e4 is exactly 0
+        never[PAD] = never[BOS] = -1e4
         self.register_buffer("never", never, persistent=False)
         # transformers 5 renamed past_key_values to cache
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -264,8 +264,14 @@ def kl_loss(
     reduction: str = "token-mean",
     step_tokens: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The KL penalty placed in the loss (GRPO): reduce(k(y_t)) with ``estimator`` k1 or k3. Shapes (N, T)."""
-    per_token = kl_per_token(log_probs, ref_log_probs.detach(), estimator)
+    """The KL penalty placed in the loss (GRPO): reduce(k(y_t)) with ``estimator`` k1 or k3. Shapes (N, T).
+
+    Positions outside ``mask`` count as ratio 1 before k3's exponential: there the
+    rollout's reference log-prob is 0 and the policy's may be very negative (a Hugging
+    Face policy's never-sampled ``<pad>``), and e^(huge) × 0 would be nan.
+    """
+    ref_log_probs = ref_log_probs.detach()
+    per_token = kl_per_token(torch.where(mask, log_probs, ref_log_probs), ref_log_probs, estimator)
     loss = masked_mean(per_token * reduction_weights(mask, reduction, step_tokens, log_probs.dtype), mask)
     return loss, {"kl_loss": loss.item()}
 
