@@ -104,21 +104,27 @@ def test_lora_trains_the_adapters_only_and_the_reference_is_the_base(tiny_llama,
     assert all(after[k].requires_grad == (k in adapters) for k in after)
 
 
-def test_lora_from_the_cli_resumes_and_samples(tiny_llama, tmp_path, capsys):
+def test_lora_from_the_cli_resumes_exactly_and_samples(tiny_llama, tmp_path, capsys):
     pytest.importorskip("peft")
-    run = tmp_path / "run"
-    args = ["--ref", str(tiny_llama), "--out", str(run), "--updates", "2", "--quiet"]
-    settings = ["prompts_per_update=4", "samples_per_prompt=2", "eval_prompts=8", "max_train_seconds=none"]
-    settings += ["lora_rank=8", "checkpoint_every=1"]
-    assert main(["lm", "train", "rloo", "sum", *args, *(a for s in settings for a in ("--set", s))]) == 0
-    checkpoint = run / "checkpoints" / "update_0000002" / "model.safetensors"
     from safetensors.torch import load_file
 
-    assert all("lora_" in k for k in load_file(str(checkpoint)))  # the adapters only, never the base
+    settings = ["prompts_per_update=4", "samples_per_prompt=2", "eval_prompts=8", "max_train_seconds=none"]
+    settings += ["lora_rank=8", "checkpoint_every=1", "anneal_lr=false"]  # the schedule follows the budget
+
+    def train(run, updates):
+        args = ["--ref", str(tiny_llama), "--out", str(run), "--updates", str(updates), "--quiet"]
+        assert main(["lm", "train", "ppo", "sum", *args, *(a for s in settings for a in ("--set", s))]) == 0
+
+    run, straight = tmp_path / "run", tmp_path / "straight"
+    train(run, 2)
+    checkpoint = load_file(str(run / "checkpoints" / "update_0000002" / "model.safetensors"))
+    assert all("lora_" in k or k.startswith("value_head.") for k in checkpoint)  # never the base weights
     assert (run / "policy" / "adapter_model.safetensors").is_file()
     assert not (run / "policy" / "model.safetensors").exists()
     assert main(["lm", "resume", str(run), "--updates", "3", "--quiet"]) == 0
-    assert json.loads((run / "summary.json").read_text())["updates"] == 3
+    train(straight, 3)
+    resumed, uninterrupted = (load_file(str(r / "policy" / "adapter_model.safetensors")) for r in (run, straight))
+    assert resumed.keys() == uninterrupted.keys() and all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
     capsys.readouterr()
     assert main(["lm", "sample", str(run), "-n", "2"]) == 0
     assert "→" in capsys.readouterr().out
