@@ -151,6 +151,17 @@ def test_pretrain_a_hugging_face_llama_on_the_task_then_sample_it(tmp_path, caps
     assert "→" in capsys.readouterr().out
 
 
+def test_lora_without_peft_names_the_extra(tiny_llama, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else find_spec(name, *a))
+    args = ["lm", "train", "rloo", "sum", "--ref", str(tiny_llama), "--out", str(tmp_path / "run"), "--quiet"]
+    assert main([*args, "--set", "lora_rank=8"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "pip install 'policygrad[hf]'" in err and "\n" not in err and not (tmp_path / "run").exists()
+
+
 def _real_model() -> Path | None:
     if os.environ.get("POLICYGRAD_HF_MODEL"):
         return Path(os.environ["POLICYGRAD_HF_MODEL"])
