@@ -11,8 +11,11 @@ import gc
 import tracemalloc
 from pathlib import Path
 
+import pytest
 import torch
+from test_learners import CASES, rollouts_and_agent, train_with
 
+from policygrad.algorithms import ppo
 from policygrad.trainer import Trainer, resolve_config
 
 ROLLOUT_STEPS = 128
@@ -57,3 +60,20 @@ def test_live_tensors_objects_and_traced_bytes_stay_flat_over_updates(tmp_path: 
     assert objects_after - objects_before <= new_rows + 2, "objects beyond one metrics row per update are kept"
     grown = bytes_after - bytes_before
     assert grown <= new_rows * ROW_BYTES, f"{grown:,} bytes more over {new_rows} updates"
+
+
+@pytest.mark.parametrize(("learner_name", "target_kl"), [("autograd", None), ("fused-mlp", None), ("autograd", 1e-4)])
+def test_ppo_gathering_fewer_minibatches_at_once_takes_the_same_steps(monkeypatch, learner_name, target_kl):
+    # A batch larger than GATHER_BYTES (Atari frames) is shuffled a few minibatches at a time, not every
+    # epoch at once; what the learner is given must not change: the same minibatches, in the same order,
+    # and the same epoch stopped early by target_kl.
+    overrides = dict(CASES["ppo"], update_epochs=4, normalize_advantages=True, target_kl=target_kl)
+    module, cfg, agent, rollouts = rollouts_and_agent("ppo", "Pendulum-v1", overrides)
+    at_once_agent, _, at_once_metrics = train_with(learner_name, module, cfg, agent, rollouts)
+    monkeypatch.setattr(ppo, "GATHER_BYTES", 1)  # one minibatch per gather
+    apart_agent, _, apart_metrics = train_with(learner_name, module, cfg, agent, rollouts)
+    for got, want in zip(apart_agent.parameters(), at_once_agent.parameters(), strict=True):
+        assert torch.equal(got, want)
+    assert apart_metrics == at_once_metrics
+    if target_kl is not None:
+        assert min(m["epochs"] for m in at_once_metrics) < 4  # the early stop happened

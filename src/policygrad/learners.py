@@ -115,6 +115,11 @@ class Batch:
     def __len__(self) -> int:
         return self.mask.shape[0]
 
+    def nbytes(self) -> int:
+        """The bytes its tensors hold (views count in full: the size of a copy of the batch)."""
+        tensors = (getattr(self, f.name) for f in fields(self))
+        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
     def take(self, index: torch.Tensor) -> Batch:
         """The samples at ``index`` (a permutation, or any index tensor), in that order."""
         return Batch(*(None if (t := getattr(self, f.name)) is None else t[index] for f in fields(self)))

@@ -73,6 +73,11 @@ def advantages(rollout: Rollout, cfg: PPOConfig) -> tuple[torch.Tensor, torch.Te
 
 #: Advantages are standardised in each minibatch, not over the batch (read by the diagnostics).
 NORMALIZES_EACH_MINIBATCH = True
+#: The most bytes one gather of the shuffled batch copies. Every epoch's shuffle is gathered at
+#: once (one indexing per field: the fastest for small observations) unless the copy would pass
+#: this — 4 epochs of 1,024 Atari frames (4×84×84 float32) would copy 462 MB, 4× the rollout;
+#: then as many minibatches per gather as fit, at least one (docs/performance.md, "Memory").
+GATHER_BYTES = 64 * 2**20
 
 
 def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int) -> dict[str, float]:
@@ -93,33 +98,52 @@ def update(learner: Learner, rollout: Rollout, cfg: PPOConfig, update_index: int
         joint_clip=cfg.grad_clip == "joint",
     )
     # Every epoch's shuffle, drawn up front in epoch order from the stream keyed by (seed, update),
-    # so a resumed run shuffles identically; gathered once, then cut into minibatches.
+    # so a resumed run shuffles identically; gathered (at once, up to GATHER_BYTES), then cut into minibatches.
     generator = torch.Generator().manual_seed(stream_seed(cfg.seed, Stream.MINIBATCH_ORDER, update_index))
     orders = torch.stack([torch.randperm(len(batch), generator=generator) for _ in range(cfg.update_epochs)])
+    rows = cfg.minibatch_size // per_row  # batch rows per minibatch: samples, or whole sequences
+    per_epoch = len(batch) // rows
+    minibatch_orders = orders.reshape(-1, rows)  # every epoch's minibatches, in order
+    per_gather = max(1, GATHER_BYTES * per_epoch // max(batch.nbytes(), 1))
+    steps: list[StepMetrics] = []
+    epoch_steps: list[StepMetrics] = []
+    epochs_run, stopped = 0, False
+    for first in range(0, len(minibatch_orders), per_gather):
+        minibatches, has_samples = shuffled_minibatches(batch, minibatch_orders[first : first + per_gather], cfg)
+        for index, (minibatch, has_sample) in enumerate(zip(minibatches, has_samples, strict=True), start=first):
+            if has_sample:  # a minibatch of padding alone is skipped
+                epoch_steps.append(learner.step(minibatch, terms))
+            if (index + 1) % per_epoch:
+                continue
+            epochs_run += 1
+            steps += epoch_steps
+            # Target-KL early stop: the epoch's mean KL (measured before each step) left the trust region.
+            if cfg.target_kl is not None and epoch_steps:
+                stopped = sum(s.approx_kl for s in epoch_steps) / len(epoch_steps) > cfg.target_kl
+            epoch_steps = []
+            if stopped:
+                break
+        del minibatches, minibatch  # freed before the next gather, so at most one gather's copy is held
+        if stopped:
+            break
+    metrics = StepMetrics.mean(steps) if steps else {}
+    metrics["explained_variance"] = explained_variance(batch.old_values, batch.returns, batch.mask)
+    metrics["epochs"] = float(epochs_run)
+    return metrics
+
+
+def shuffled_minibatches(batch: Batch, orders: torch.Tensor, cfg: PPOConfig) -> tuple[list[Batch], list[bool]]:
+    """The minibatches whose batch rows are ``orders`` (M, rows), gathered at once, and which hold any sample.
+
+    Advantages are standardised within each minibatch when ``cfg.normalize_advantages``.
+    """
     shuffled = batch.take(orders.reshape(-1))
     size = cfg.minibatch_size
     if cfg.normalize_advantages:  # standardised within each minibatch
         rows = shuffled.advantages.view(-1, size)
         normalized = normalize_rows(rows, shuffled.mask.view(-1, size))
         shuffled = shuffled.with_advantages(normalized.reshape(shuffled.advantages.shape))
-    minibatches = list(shuffled.split(size // per_row))
-    has_samples = shuffled.mask.view(-1, size).any(1).tolist()  # a minibatch of padding alone is skipped
-    per_epoch = len(batch) // (size // per_row)
-    steps: list[StepMetrics] = []
-    epochs_run = 0
-    for epoch in range(cfg.update_epochs):
-        epochs_run += 1
-        epoch_rows = range(epoch * per_epoch, (epoch + 1) * per_epoch)
-        epoch_steps = [learner.step(minibatches[i], terms) for i in epoch_rows if has_samples[i]]
-        steps += epoch_steps
-        # Target-KL early stop: the epoch's mean KL (measured before each step) left the trust region.
-        if cfg.target_kl is not None and epoch_steps:
-            if sum(s.approx_kl for s in epoch_steps) / len(epoch_steps) > cfg.target_kl:
-                break
-    metrics = StepMetrics.mean(steps) if steps else {}
-    metrics["explained_variance"] = explained_variance(batch.old_values, batch.returns, batch.mask)
-    metrics["epochs"] = float(epochs_run)
-    return metrics
+    return list(shuffled.split(orders.shape[1])), shuffled.mask.view(-1, size).any(1).tolist()
 
 
 Config = PPOConfig
