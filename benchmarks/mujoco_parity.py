@@ -25,20 +25,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vs_sb3 import launch, load_average  # noqa: E402 - the subprocess runner and evaluation are shared
+from vs_sb3 import ZOO, launch, load_average  # noqa: E402 - the subprocess runner, evaluation and zoo are shared
 
 ENV_ID = "HalfCheetah-v5"
 
 #: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 (normalize: true is VecNormalize with its
-#: defaults: observations and rewards, both clipped at ±10, the reward's return discounted by gamma).
-ZOO_HALFCHEETAH = dict(
-    normalize=True, n_envs=1, n_timesteps=1_000_000, batch_size=64, n_steps=512, gamma=0.98,
-    learning_rate=2.0633e-05, ent_coef=0.000401762, clip_range=0.1, n_epochs=20, gae_lambda=0.92,
-    max_grad_norm=0.8, vf_coef=0.58096,
-    policy_kwargs=dict(
-        log_std_init=-2, ortho_init=False, activation_fn="relu", net_arch=dict(pi=[256, 256], vf=[256, 256])
-    ),
-)  # fmt: skip
+#: defaults: observations and rewards, both clipped at ±10, the reward's return discounted by gamma);
+#: vs_sb3.py --envs runs the same entry.
+ZOO_HALFCHEETAH = ZOO[("ppo", ENV_ID)]
 
 #: The same settings in policygrad's terms. SB3's value loss is mean((R − V)²) and policygrad's
 #: ½·mean((R − V)²), so vf_coef doubles to give the same loss.
