@@ -75,6 +75,7 @@ class HFPolicy(nn.Module):
         self.tokenizer = tokenizer
         self.register_buffer("token_ids", token_ids, persistent=False)
         self.value_head: nn.Linear | None = None
+        self.lora_rank = 0  # LoRA adapters' rank once add_lora wrapped the model (0: none)
         # <pad> and <bos> are never response tokens (and often share an id with <eos>)
         never = torch.zeros(len(token_ids))
         # finite, so a masked-out padding position does not give -inf × 0; and no larger, so
@@ -97,7 +98,7 @@ class HFPolicy(nn.Module):
     @property
     def has_lora(self) -> bool:
         """Whether :meth:`add_lora` wrapped the model in LoRA adapters."""
-        return hasattr(self.model, "disable_adapter")
+        return self.lora_rank > 0
 
     def add_lora(self, rank: int, alpha: float | None = None, seed: int = 0) -> None:
         """Wrap the model in LoRA adapters of ``rank`` (scale ``alpha / rank``; α = rank when none).
@@ -117,6 +118,7 @@ class HFPolicy(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = peft.get_peft_model(self.model, config)
+        self.lora_rank = rank
 
     def without_adapters(self) -> AdapterDisabled:
         """This policy with its LoRA adapters off: the frozen base model, sharing its weights."""
