@@ -57,7 +57,9 @@ def test_live_tensors_objects_and_traced_bytes_stay_flat_over_updates(tmp_path: 
     (tensors_after, objects_after, bytes_after, rows_after) = samples[UPDATES]
     new_rows = rows_after - rows_before
     assert tensors_after == tensors_before, f"{tensors_after - tensors_before} tensors outlived their update"
-    assert objects_after - objects_before <= new_rows + 2, "objects beyond one metrics row per update are kept"
+    # A few objects of slack: caches that libraries fill lazily on first use (more or fewer depending on
+    # which tests ran earlier in the process) are not per-update growth; a kept rollout adds dozens.
+    assert objects_after - objects_before <= new_rows + 12, "objects beyond one metrics row per update are kept"
     grown = bytes_after - bytes_before
     assert grown <= new_rows * ROW_BYTES, f"{grown:,} bytes more over {new_rows} updates"
 
