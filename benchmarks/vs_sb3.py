@@ -9,6 +9,8 @@
     pip install 'policygrad[bench,mujoco,box2d,atari]'
     python benchmarks/vs_sb3.py --envs HalfCheetah-v5 Hopper-v5 LunarLander-v3 ALE/Breakout-v5 --steps 50000
                                              # same work beyond classic control: vs_sb3_envs.{md,json}
+    python benchmarks/vs_sb3.py --rollouts HalfCheetah-v5 ALE/Breakout-v5
+                                             # target 4 for these presets' own runs: vs_sb3_rollouts.{md,json}
 
 Targets (issue "Performance: faster than Stable-Baselines3"):
 
@@ -30,6 +32,10 @@ both libraries (policygrad's preset for each environment, which translates the z
 the entry itself, Breakout with the zoo's AtariWrapper, 4 stacked frames and CnnPolicy) for
 ``--steps`` env steps (default 50,000), training steps/s of each, their ratio against the target
 (≥ 3× on MuJoCo, ≥ 8× on LunarLander, ≥ 2× on Atari) and each run's peak resident memory.
+
+With ``--rollouts``, instead of the targets: target 4 for the PPO preset of each environment given, its
+run as the trainer builds it (``Trainer.new``: the preset's vector env and wrappers, agent and rollout
+sampler); ``--repeats`` alternating runs (default 3) of ``--seconds`` each (default 4), the median kept.
 
 Every training run is a fresh subprocess (so its peak RSS is its own) on one torch thread,
 and the two libraries alternate seed by seed, so a change in the machine's load hits both;
@@ -323,11 +329,83 @@ def rollout_table(env_id: str, sizes: list[int], seconds: float) -> list[dict[st
     return rows
 
 
+def preset_rollout(env_id: str, seconds: float, repeats: int) -> dict[str, Any]:
+    """Steps/s of the PPO preset's own rollout on ``env_id`` against env step + one batched forward.
+
+    The envs, the agent and the collector are the trainer's (``Trainer.new`` in a scratch run
+    folder: the preset's vector env and wrappers, ``AgentSpec.for_run``, ``make_collector``'s
+    sampler behind the trainer's guard). The ceiling steps that vector env with the agent's
+    deterministic action from one batched forward per vector step (``Agent.mode``: the mean of
+    a Gaussian, the argmax of a categorical; clipped to the action box), under inference mode,
+    on the observations as the env returns them. Ceiling and collection alternate ``repeats``
+    times, ``seconds`` each, after a warm-up of a quarter of that.
+    """
+    import torch
+
+    from policygrad.trainer import Trainer, resolve_config
+
+    cfg, preset_used = resolve_config("ppo", env_id, {})
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer.new("ppo", cfg, Path(scratch) / "run", preset_used, quiet=True)
+        envs, agent, collector, n = trainer.envs, trainer.agent, trainer.collector, cfg.num_envs
+        obs = collector.obs  # the collector's reset observations: the ceiling's first step starts there
+        update = 0
+
+        def ceiling(span: float) -> tuple[float, float]:
+            nonlocal obs
+            done, start, cpu = 0, time.perf_counter(), time.process_time()
+            with torch.inference_mode():
+                while time.perf_counter() - start < span:
+                    obs, *_ = envs.step(agent.to_env_actions(agent.mode(torch.from_numpy(obs))))
+                    done += n
+            return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
+
+        def collect(span: float) -> tuple[float, float]:
+            nonlocal update
+            done, start, cpu = 0, time.perf_counter(), time.process_time()
+            while time.perf_counter() - start < span:
+                done += collector.collect(cfg.rollout_steps, update).rewards.numel()
+                update += 1
+            return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
+
+        ceiling(seconds / 4), collect(seconds / 4)  # warm up
+        runs = []
+        for _ in range(repeats):
+            (limit, limit_cpu), (rate, rate_cpu) = ceiling(seconds), collect(seconds)
+            runs.append(dict(ceiling=limit, collect=rate, ceiling_cpu=limit_cpu, collect_cpu=rate_cpu))
+        sampler = type(collector.inner.sampler).__name__ if collector.inner.sampler is not None else "Agent.sample"
+        vectorization = trainer.vectorization
+        trainer.close()
+    limit, rate = statistics.median(r["ceiling"] for r in runs), statistics.median(r["collect"] for r in runs)
+    # each collection against the ceiling measured just before it: a change in the machine's load hits both
+    paired = statistics.median(r["collect"] / r["ceiling"] for r in runs)
+    # per second of this process's CPU time (one thread, the envs stepped in-process): what the
+    # background load takes from the wall clock drops out
+    paired_cpu = statistics.median(r["collect_cpu"] / r["ceiling_cpu"] for r in runs)
+    return dict(
+        env_id=env_id,
+        num_envs=n,
+        vectorization=vectorization,
+        rollout_steps=cfg.rollout_steps,
+        sampler=sampler,
+        threads=torch.get_num_threads(),
+        runs=runs,
+        ceiling=limit,
+        collect=rate,
+        fraction=paired,
+        ceiling_cpu=statistics.median(r["ceiling_cpu"] for r in runs),
+        collect_cpu=statistics.median(r["collect_cpu"] for r in runs),
+        fraction_cpu=paired_cpu,
+    )
+
+
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "policygrad":
         return run_policygrad(spec)
     if spec["kind"] == "sb3":
         return run_sb3(spec)
+    if spec["kind"] == "preset_rollout":
+        return preset_rollout(spec["env_id"], spec["seconds"], spec["repeats"])
     return {"rows": rollout_table(spec["env_id"], spec["sizes"], spec["seconds"])}
 
 
@@ -347,6 +425,8 @@ def launch(spec: dict[str, Any]) -> dict[str, Any]:
 def _brief(result: dict[str, Any]) -> str:
     if "rows" in result:
         return f"{len(result['rows'])} sizes"
+    if "fraction" in result:
+        return f"ceiling {result['ceiling']:,.0f}, collect {result['collect']:,.0f} steps/s ({result['fraction']:.0%})"
     reached = result.get("target_reached_train_seconds")
     return (
         f"{result['steps_per_second']:,.0f} steps/s, {result['train_seconds']:.2f} s"
@@ -619,6 +699,37 @@ def same_work_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rollouts_markdown(results: dict[str, Any]) -> str:
+    """The ``--rollouts`` table: each preset's rollout collection against its ceiling."""
+    meta = results["machine"]
+    lines = [
+        f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), torch {meta['torch']}, "
+        f"gymnasium {meta['gymnasium']}; load average {meta['load_before']} before, {meta['load_after']} after. "
+        f"Command: `{results['command']}`.",
+        "",
+        "**Rollout collection against its ceiling**, the PPO preset's own run: its vector env, wrappers, agent "
+        "and rollout sampler as `Trainer.new` builds them. Ceiling: that vector env stepped with the agent's "
+        "deterministic action (Gaussian mean, categorical argmax) from one batched forward per vector step, "
+        f"nothing else; collection: `RolloutCollector.collect` as the trainer calls it. Env steps/s, the median "
+        f"of {results['repeats']} alternating runs of {results['seconds']:g} s each; the fraction is the median of "
+        "each collection run over the ceiling run just before it. The same per second of the process's CPU time "
+        "(one torch thread, the envs stepped in the process) follows in brackets: the machine's other load drops "
+        "out of it. Target: ≥ 50 % (wall clock).",
+        "",
+        "| environment | num_envs (vector env) | rollout sampler | ceiling steps/s | collect steps/s | fraction | "
+        "target | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rollouts"]:
+        met = "yes" if row["fraction"] >= 0.5 else "no"
+        lines.append(
+            f"| {row['env_id']} | {row['num_envs']} ({row['vectorization']}) | {row['sampler']} | "
+            f"{row['ceiling']:,.0f} ({row['ceiling_cpu']:,.0f}) | {row['collect']:,.0f} ({row['collect_cpu']:,.0f}) | "
+            f"**{100 * row['fraction']:.0f} %** ({100 * row['fraction_cpu']:.0f} %) | ≥ 50 % | {met} |"
+        )
+    return "\n".join(lines)
+
+
 def machine(load_before: str) -> dict[str, Any]:
     import gymnasium
     import stable_baselines3
@@ -663,6 +774,12 @@ def main() -> None:
         + " ".join(SAME_WORK_TARGETS) + ")",
     )  # fmt: skip
     parser.add_argument(
+        "--rollouts", nargs="+", metavar="ENV_ID",
+        help="instead of the targets: rollout collection against its ceiling for the PPO preset of each of these "
+        "environments (e.g. HalfCheetah-v5 ALE/Breakout-v5); --repeats runs of --seconds each, the median kept",
+    )  # fmt: skip
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds of each --rollouts measurement (default 4)")
+    parser.add_argument(
         "--steps", type=int, default=SAME_WORK_STEPS, help=f"env steps per --envs run (default {SAME_WORK_STEPS:,})"
     )
     parser.add_argument("--out", type=Path, help="results' path without suffix (default benchmarks/results/vs_sb3, "
@@ -676,17 +793,28 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    args.out = args.out or RESULTS / ("vs_sb3_envs" if args.envs else "vs_sb3")
+    args.out = args.out or RESULTS / ("vs_sb3_envs" if args.envs else "vs_sb3_rollouts" if args.rollouts else "vs_sb3")
     args.seeds = args.seeds or ([0] if args.envs else [0, 1, 2, 3, 4])
     args.repeats = args.repeats or (1 if args.envs else 3)
     if args.report:
         saved = json.loads(args.out.with_suffix(".json").read_text())
-        text = same_work_markdown(saved) if "same_work" in saved else markdown(saved, saved["seeds"])
+        if "rollouts" in saved:
+            text = rollouts_markdown(saved)
+        else:
+            text = same_work_markdown(saved) if "same_work" in saved else markdown(saved, saved["seeds"])
         args.out.with_suffix(".md").write_text(text + "\n")
         print(text)
         return
 
     results: dict[str, Any] = {"machine": machine(load_average()), "seeds": args.seeds}
+    if args.rollouts:
+        command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
+        results = dict(machine=results["machine"], command=command, seconds=args.seconds, repeats=args.repeats)
+        spec = dict(kind="preset_rollout", seconds=args.seconds, repeats=args.repeats)
+        results["rollouts"] = [launch(dict(spec, env_id=env_id)) for env_id in args.rollouts]
+        results["machine"]["load_after"] = load_average()
+        write_results(args.out, results, rollouts_markdown(results))
+        return
     if args.envs:
         command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
         results.update(command=command, steps=args.steps, repeats=args.repeats)
