@@ -57,6 +57,26 @@ def test_a_broken_environment_is_named_by_index_and_step(tmp_path, fault, messag
     assert (tmp_path / "run" / "checkpoints" / "latest").exists()  # the starting checkpoint is kept
 
 
+def test_observations_that_cannot_hold_a_nan_are_not_scanned_but_rewards_always_are():
+    from types import SimpleNamespace
+
+    import torch
+
+    from policygrad import env_faults, spaces
+
+    image, flags = gym.spaces.Box(0, 255, (4, 8, 8), np.uint8), gym.spaces.MultiBinary(3)
+    assert spaces.always_finite(gym.spaces.Dict({"image": image, "cell": gym.spaces.Discrete(5), "flags": flags}))
+    assert not spaces.always_finite(gym.spaces.Tuple((image, gym.spaces.Box(-1.0, 1.0, (2,), np.float32))))
+    nan_obs = SimpleNamespace(observations=torch.full((2, 3, 4), float("nan")), rewards=torch.zeros(2, 3))
+    env_faults.check_rollout(nan_obs, update=1, observations=False)  # not scanned: no error
+    with pytest.raises(env_faults.EnvFault, match="non-finite observation"):
+        env_faults.check_rollout(nan_obs, update=1)
+    rewards = torch.tensor([[0.0, float("inf"), 0.0]] * 2)
+    nan_reward = SimpleNamespace(observations=torch.zeros(2, 3, 4), rewards=rewards)
+    with pytest.raises(env_faults.EnvFault, match="non-finite reward"):
+        env_faults.check_rollout(nan_reward, update=1, observations=False)
+
+
 def rows(run_dir):
     with open(run_dir / "metrics.csv", newline="") as handle:
         return [

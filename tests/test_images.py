@@ -113,7 +113,7 @@ def test_normalize_obs_on_images_is_refused_in_one_line():
     "env_id,algo,steps,blind",
     [
         ("pixel_envs:PixelCell-v0", "ppo", 16_000, EPISODE / 16),  # 16×16×3 H×W×C: name the cell
-        ("pixel_envs:PixelDict-v0", "ppo", 28_000, 0.625 * EPISODE),  # Dict of a 1×16×16 C×H×W image and a task
+        ("pixel_envs:PixelDict-v0", "ppo", 36_000, 0.625 * EPISODE),  # Dict of a 1×16×16 C×H×W image and a task
     ],
 )
 def test_image_observations_are_learned_to_the_optimum(tmp_path, env_id, algo, steps, blind):

@@ -48,6 +48,18 @@ def has_images(space: gym.Space) -> bool:
     return is_image(space)
 
 
+def always_finite(space: gym.Space) -> bool:
+    """Whether every observation of ``space`` is finite by its type: integer Boxes (images), Discrete,
+    MultiDiscrete and MultiBinary, and Dicts and Tuples of them. Their rollouts need no NaN/inf scan."""
+    if isinstance(space, gym.spaces.Dict):
+        return all(always_finite(s) for s in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return all(always_finite(s) for s in space.spaces)
+    if isinstance(space, gym.spaces.Box):
+        return bool(np.issubdtype(space.dtype, np.integer))
+    return isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary))
+
+
 def is_flat_vector(space: gym.Space) -> bool:
     """A 1-D Box: what the policy takes as it is."""
     return isinstance(space, gym.spaces.Box) and len(space.shape) == 1

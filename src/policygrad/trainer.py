@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from policygrad import env_faults, env_source, kernels, run_state
+from policygrad import env_faults, env_source, kernels, run_state, spaces
 from policygrad import envs as envs_lib
 from policygrad.agent import Agent, AgentSpec
 from policygrad.algorithms import get_algorithm
@@ -108,7 +108,7 @@ class Trainer:
         masked = cfg.action_masking and info.action_kind in kinds and envs_lib.provides_action_masks(self.env_key)
         self.agent = Agent(AgentSpec.for_run(info, cfg, critic=self.algo.USES_CRITIC, masked=masked))
         self.optimizer = Adam(self.agent.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        self.collector = env_faults.GuardedCollector(make_collector(self.envs, self.agent, cfg))  # here, or Ray
+        self.collector = self._guarded_collector()  # here, or Ray
         self._select_learner()  # after every option was checked: a refused run prints one line
         self.collector.reset(envs_lib.reset_seeds(self.vectorization, cfg.seed, cfg.num_envs))
         self.log = MetricsLog(run_dir)
@@ -143,7 +143,7 @@ class Trainer:
         np.random.set_state(run_state.numpy_rng_from_json(state["numpy_rng"]))
         remake = lambda: (self._make_envs(), self.envs)[1]  # noqa: E731 - fresh envs, self.info set
         self.envs, restored = run_state.restore_envs(remake, checkpoint, trust_run_folder)
-        self.collector = env_faults.GuardedCollector(make_collector(self.envs, self.agent, cfg))
+        self.collector = self._guarded_collector()
         self.collector.trust_pickles = trust_run_folder  # may the Ray workers' pickled envs be unpickled
         self._select_learner()
         self.collector.load_state_dict(state["collector"], with_env_state=restored)
@@ -171,6 +171,12 @@ class Trainer:
             clip_obs=cfg.clip_obs,
             clip_reward=cfg.clip_reward,
         )
+
+    def _guarded_collector(self) -> env_faults.GuardedCollector:
+        """The run's collector, its rollouts scanned for NaN/inf (observations only where they can hold one)."""
+        space = self.envs.single_observation_space
+        scan = self.cfg.normalize_obs or not spaces.always_finite(space)
+        return env_faults.GuardedCollector(make_collector(self.envs, self.agent, self.cfg), check_observations=scan)
 
     def _select_learner(self) -> None:
         """The learner under every gradient step of the run, chosen once (``policygrad.kernels.select``)."""
