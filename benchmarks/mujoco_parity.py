@@ -1,8 +1,14 @@
-"""Learning parity on MuJoCo: policygrad and Stable-Baselines3 at the RL zoo's HalfCheetah settings.
+"""Learning parity on MuJoCo: policygrad and Stable-Baselines3 at the RL zoo's HalfCheetah and Hopper settings.
 
     pip install 'policygrad[bench,mujoco]'
     python benchmarks/mujoco_parity.py                          # 100k steps, seeds 0-2, both libraries
     python benchmarks/mujoco_parity.py --variant joint --variant apart:grad_clip=per-network --no-sb3 --jobs 6
+    python benchmarks/mujoco_parity.py --env Hopper-v5 --steps 1000000 --seeds 0 1 --eval-every 100000 --no-policygrad
+
+``--env Hopper-v5`` runs the zoo's ``Hopper-v4`` entry in SB3 and policygrad's Hopper-v5 preset
+(which translates that entry the same way). ``--eval-every N`` adds each run's deterministic
+evaluations during training (the same 10 episodes, statistics frozen) as a learning-curve table;
+the results are also written to ``benchmarks/results/mujoco_parity_<env>.json``.
 
 Both libraries train PPO on HalfCheetah-v5 with the hyperparameters of rl-baselines3-zoo's
 ``hyperparams/ppo.yml`` entry ``HalfCheetah-v4`` (commit 22e3ff2, the newest MuJoCo entry it
@@ -18,6 +24,7 @@ its training steps/s and its peak resident memory.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,13 +32,14 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vs_sb3 import ZOO, launch, load_average  # noqa: E402 - the subprocess runner, evaluation and zoo are shared
+from vs_sb3 import RESULTS, ZOO, launch, load_average  # noqa: E402 - the subprocess runner, evaluation and zoo are shared
 
 ENV_ID = "HalfCheetah-v5"
+ENV_IDS = ("HalfCheetah-v5", "Hopper-v5")
 
 #: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 (normalize: true is VecNormalize with its
 #: defaults: observations and rewards, both clipped at ±10, the reward's return discounted by gamma);
-#: vs_sb3.py --envs runs the same entry.
+#: vs_sb3.py --envs runs the same entry (and, for Hopper-v5, the zoo's Hopper-v4 entry).
 ZOO_HALFCHEETAH = ZOO[("ppo", ENV_ID)]
 
 #: The same settings in policygrad's terms. SB3's value loss is mean((R − V)²) and policygrad's
@@ -42,6 +50,27 @@ ZOO_IN_POLICYGRAD = dict(
     normalize_advantages=True, init_log_std=-2.0, activation="relu", hidden_sizes=[256, 256], ortho_init=False,
     grad_clip="joint", normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0, eval_every=0,
 )  # fmt: skip
+
+
+def policygrad_settings(env_id: str) -> dict[str, Any]:
+    """policygrad's translation of the zoo's entry: HalfCheetah's spelled out above, Hopper's its preset as shipped."""
+    return dict(ZOO_IN_POLICYGRAD) if env_id == ENV_ID else {}
+
+
+def curve_table(rows: list[str], specs: list[tuple[str, dict[str, Any]]], results: list[dict[str, Any]]) -> str:
+    """Markdown: one line per evaluation step, one column per run (row and seed), returns rounded."""
+    columns = [
+        (name, spec["seed"], result.get("eval_curve") or [])
+        for (name, spec), result in zip(specs, results, strict=True)
+    ]
+    columns.sort(key=lambda column: (rows.index(column[0]), column[1]))
+    steps = sorted({round(step, -3) for _, _, curve in columns for step, _ in curve})
+    lines = ["| env steps | " + " | ".join(f"{name} seed {seed}" for name, seed, _ in columns) + " |"]
+    lines.append("|---:|" + "---:|" * len(columns))
+    for step in steps:
+        cells = [next((f"{value:,.0f}" for at, value in curve if round(at, -3) == step), "") for _, _, curve in columns]
+        lines.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def spread(values: list[float]) -> str:
@@ -88,7 +117,13 @@ def main() -> None:
         "--variant", action="append", default=None, metavar="NAME[:KEY=VALUE,...]",
         help="a policygrad row (repeatable; default: one row 'policygrad' at the zoo's settings)",
     )  # fmt: skip
+    parser.add_argument("--env", choices=ENV_IDS, default=ENV_ID, help=f"environment (default {ENV_ID})")
     parser.add_argument("--no-sb3", action="store_true", help="leave Stable-Baselines3 out")
+    parser.add_argument("--no-policygrad", action="store_true", help="leave policygrad out (SB3 alone)")
+    parser.add_argument(
+        "--eval-every", type=int, default=0, metavar="N",
+        help="also evaluate every N env steps during training and print the learning curves (default: at the end only)",
+    )  # fmt: skip
     parser.add_argument("--init", action="store_true", help="only measure the initial policies' action spread")
     parser.add_argument(
         "--jobs", type=int, default=1,
@@ -98,23 +133,25 @@ def main() -> None:
     args = parser.parse_args()
     if args.init:
         return initial_action_spread()
-    variants = dict(parse_variant(v) for v in (args.variant or ["policygrad"]))
+    variants = {} if args.no_policygrad else dict(parse_variant(v) for v in (args.variant or ["policygrad"]))
     rows = [*variants, *([] if args.no_sb3 else ["sb3"])]
+    if not rows:
+        parser.error("--no-sb3 and --no-policygrad leave nothing to run")
     specs: list[tuple[str, dict[str, Any]]] = []
     for seed in args.seeds:  # alternating, seed by seed
         for row in rows:
-            spec: dict[str, Any] = dict(algo="ppo", env_id=ENV_ID, seed=seed, total_steps=args.steps)
+            spec: dict[str, Any] = dict(algo="ppo", env_id=args.env, seed=seed, total_steps=args.steps)
             if row == "sb3":
-                spec.update(kind="sb3", hyperparams=ZOO_HALFCHEETAH)
+                spec.update(kind="sb3", hyperparams=ZOO[("ppo", args.env)], eval_every=args.eval_every)
             else:
-                overrides = dict(ZOO_IN_POLICYGRAD, total_steps=args.steps, **variants[row])
-                spec.update(kind="policygrad", overrides=overrides)
+                settings = dict(policygrad_settings(args.env), total_steps=args.steps, eval_every=args.eval_every)
+                spec.update(kind="policygrad", overrides=dict(settings, **variants[row]))
             specs.append((row, spec))
     load_before = load_average()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each run is its own subprocess
         results = list(pool.map(lambda item: launch(item[1]), specs))
     command = "python benchmarks/mujoco_parity.py " + " ".join(sys.argv[1:])
-    print(f"\nPPO on {ENV_ID}, the RL zoo's settings, {args.steps:,} env steps, seeds {args.seeds}")
+    print(f"\nPPO on {args.env}, the RL zoo's settings, {args.steps:,} env steps, seeds {args.seeds}")
     print(f"command: {command.strip()}")
     print(f"load average before / after: {load_before} / {load_average()} (2 shared cores, {args.jobs} run(s) at once)")
     for name, extra in variants.items():
@@ -128,6 +165,14 @@ def main() -> None:
         per_seed = ", ".join(f"{v:,.0f}" for v in returns)
         rates, rss = [r["steps_per_second"] for r in runs], [r["peak_rss_mb"] for r in runs]
         print(f"| {row} | {spread(returns)} | {per_seed} | {spread(rates)} | {spread(rss)} |")
+    if args.eval_every:
+        print(f"\nDeterministic evaluation during training (10 episodes, every {args.eval_every:,} env steps):\n")
+        print(curve_table(rows, specs, results))
+    out = RESULTS / f"mujoco_parity_{args.env.split('-')[0].lower()}.json"
+    out.write_text(json.dumps(dict(command=command.strip(), load_before=load_before, runs=[
+        dict(row=name, **spec, result=result) for (name, spec), result in zip(specs, results, strict=True)
+    ]), indent=1) + "\n")  # fmt: skip
+    print(f"\nresults: {out}")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ seeds policygrad's own evaluation plays. The load average is recorded with the r
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -180,9 +181,13 @@ def run_policygrad(spec: dict[str, Any]) -> dict[str, Any]:
         trainer = Trainer.new(spec["algo"], cfg, Path(tmp) / "run", quiet=True)
         trainer.run()
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
+        with (Path(tmp) / "run" / "metrics.csv").open() as metrics:
+            curve = [[int(row["env_step"]), float(row["eval_return_mean"])] for row in csv.DictReader(metrics)
+                     if row["eval_return_mean"]]  # fmt: skip
     keys = ["env_steps", "train_seconds", "eval_seconds", "steps_per_second", "final_eval_mean"]
     out = {k: summary[k] for k in keys + ["target_reached_step", "target_reached_train_seconds"]}
     out["peak_rss_mb"] = peak_rss_mb()
+    out["eval_curve"] = curve  # [env step, deterministic evaluation return] at each evaluation during training
     return out
 
 
@@ -239,6 +244,7 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
         def __init__(self) -> None:
             super().__init__()
             self.eval_seconds, self.reached, self.last, self.next_eval = 0.0, None, None, eval_every
+            self.curve: list[list[float]] = []
 
         def _on_step(self) -> bool:
             if not eval_every or self.num_timesteps < self.next_eval:
@@ -247,6 +253,7 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             self.last = evaluation_episodes(act, env_id, seed)
             self.eval_seconds += time.perf_counter() - start
+            self.curve.append([self.num_timesteps, self.last])
             if target is not None and self.last >= target:
                 self.reached = (self.num_timesteps, time.perf_counter() - learn_start - self.eval_seconds)
                 return False
@@ -273,6 +280,7 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
         "target_reached_step": callback.reached[0] if callback.reached else None,
         "target_reached_train_seconds": callback.reached[1] if callback.reached else None,
         "peak_rss_mb": peak_rss_mb(),
+        "eval_curve": callback.curve,
     }
 
 
