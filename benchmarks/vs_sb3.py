@@ -284,6 +284,18 @@ def run_sb3(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def timed(seconds: float, step: Any) -> tuple[float, float]:
+    """Call ``step()`` (it returns the env steps it took) for ``seconds``: env steps per wall and per CPU second.
+
+    Per second of this process's CPU time (one thread, the envs stepped in-process), what a
+    background load takes from the wall clock drops out.
+    """
+    done, start, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        done += step()
+    return done / (time.perf_counter() - start), done / max(time.process_time() - cpu, 1e-9)
+
+
 def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
     """Env steps/s of env step + one batched policy forward, nothing else."""
     import numpy as np
@@ -293,13 +305,16 @@ def _ceiling(envs: Any, agent: Any, n: int, seconds: float) -> float:
     from policygrad.kernels.fused_mlp import FusedSampler
 
     obs, _ = envs.reset(seed=reset_seeds("auto", 0, n))
-    fused, done, start = FusedSampler(agent).ready(), 0, time.perf_counter()
+    fused = FusedSampler(agent).ready()
+
+    def step() -> int:
+        nonlocal obs
+        out, _ = fused.infer(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
+        obs, *_ = envs.step(out.argmax(-1).numpy())
+        return n
+
     with torch.inference_mode():
-        while time.perf_counter() - start < seconds:
-            out, _ = fused.infer(torch.from_numpy(np.asarray(obs, dtype=np.float32)))
-            obs, *_ = envs.step(out.argmax(-1).numpy())
-            done += n
-    return done / (time.perf_counter() - start)
+        return timed(seconds, step)[0]
 
 
 def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float:
@@ -310,11 +325,8 @@ def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float
 
     collector = RolloutCollector(envs, agent, seed=0, sampler=rollout_sampler(agent))
     collector.reset(reset_seeds("auto", 0, n))
-    done, update, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        done += collector.collect(steps, update).rewards.numel()
-        update += 1
-    return done / (time.perf_counter() - start)
+    updates = iter(range(1 << 62))
+    return timed(seconds, lambda: collector.collect(steps, next(updates)).rewards.numel())[0]
 
 
 def rollout_table(env_id: str, sizes: list[int], seconds: float) -> list[dict[str, Any]]:
@@ -357,24 +369,19 @@ def preset_rollout(env_id: str, seconds: float, repeats: int) -> dict[str, Any]:
         trainer = Trainer.new("ppo", cfg, Path(scratch) / "run", preset_used, quiet=True)
         envs, agent, collector, n = trainer.envs, trainer.agent, trainer.collector, cfg.num_envs
         obs = collector.obs  # the collector's reset observations: the ceiling's first step starts there
-        update = 0
+        updates = iter(range(1 << 62))  # the collections' update indices, continued from run to run
+
+        def ceiling_step() -> int:
+            nonlocal obs
+            obs, *_ = envs.step(agent.to_env_actions(agent.mode(torch.from_numpy(obs))))
+            return n
 
         def ceiling(span: float) -> tuple[float, float]:
-            nonlocal obs
-            done, start, cpu = 0, time.perf_counter(), time.process_time()
             with torch.inference_mode():
-                while time.perf_counter() - start < span:
-                    obs, *_ = envs.step(agent.to_env_actions(agent.mode(torch.from_numpy(obs))))
-                    done += n
-            return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
+                return timed(span, ceiling_step)
 
         def collect(span: float) -> tuple[float, float]:
-            nonlocal update
-            done, start, cpu = 0, time.perf_counter(), time.process_time()
-            while time.perf_counter() - start < span:
-                done += collector.collect(cfg.rollout_steps, update).rewards.numel()
-                update += 1
-            return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
+            return timed(span, lambda: collector.collect(cfg.rollout_steps, next(updates)).rewards.numel())
 
         ceiling(seconds / 4), collect(seconds / 4)  # warm up
         runs = []
@@ -387,8 +394,7 @@ def preset_rollout(env_id: str, seconds: float, repeats: int) -> dict[str, Any]:
     limit, rate = statistics.median(r["ceiling"] for r in runs), statistics.median(r["collect"] for r in runs)
     # each collection against the ceiling measured just before it: a change in the machine's load hits both
     paired = statistics.median(r["collect"] / r["ceiling"] for r in runs)
-    # per second of this process's CPU time (one thread, the envs stepped in-process): what the
-    # background load takes from the wall clock drops out
+    # per second of this process's CPU time (timed's second rate)
     paired_cpu = statistics.median(r["collect_cpu"] / r["ceiling_cpu"] for r in runs)
     return dict(
         env_id=env_id,
@@ -815,8 +821,8 @@ def main() -> None:
         return
 
     results: dict[str, Any] = {"machine": machine(load_average()), "seeds": args.seeds}
+    command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
     if args.rollouts:
-        command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
         results = dict(machine=results["machine"], command=command, seconds=args.seconds, repeats=args.repeats)
         spec = dict(kind="preset_rollout", seconds=args.seconds, repeats=args.repeats)
         results["rollouts"] = [launch(dict(spec, env_id=env_id)) for env_id in args.rollouts]
@@ -824,7 +830,6 @@ def main() -> None:
         write_results(args.out, results, rollouts_markdown(results))
         return
     if args.envs:
-        command = "python benchmarks/vs_sb3.py " + " ".join(sys.argv[1:])
         results.update(command=command, steps=args.steps, repeats=args.repeats)
         results["same_work"] = same_work(args.envs, args.seeds, args.steps, args.repeats)
         results["machine"]["load_after"] = load_average()
