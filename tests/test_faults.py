@@ -146,3 +146,19 @@ def test_a_real_full_disk_is_one_line_and_resume_after_freeing_space_loses_nothi
         assert rows(disk / "run") == rows(tmp_path / "reference")
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_write_error_naming_its_file_in_bytes_is_one_line(tmp_path, monkeypatch, capsys):
+    """TensorBoard's event writer raises its OSError with the file name as bytes; the line still names it."""
+    from policygrad.cli import main
+
+    events = tmp_path / "run" / "tensorboard" / "events.out.tfevents.0"
+
+    def lost_folder(self, *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", os.fsencode(events))
+
+    monkeypatch.setattr(Trainer, "run", lost_folder)
+    code = main(["train", "a2c", "CartPole-v1", "--quiet", "--steps", "100", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert f"could not write {events} (No such file or directory;" in err and "Traceback" not in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -291,12 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         return interrupted or 1
     except OSError as err:  # a file of the run folder that could not be written (metrics, summary)
         folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or written_run_dir()
+        # TensorBoard's writer names its file in bytes
+        filename = os.fsdecode(err.filename) if err.filename is not None else None
         if folder is not None:  # the file, the free space, the last intact checkpoint, how to resume
             from policygrad.checkpoint import write_error
 
-            print(f"policygrad: error: {write_error(Path(folder), Path(err.filename or folder), err)}", file=sys.stderr)
+            print(f"policygrad: error: {write_error(Path(folder), Path(filename or folder), err)}", file=sys.stderr)
             return 1
-        print(f"policygrad: error: {err.filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
+        print(f"policygrad: error: {filename or 'a file'}: {err.strerror or err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         folder = getattr(args, "run_dir", None) or getattr(args, "out", None) or written_run_dir()
