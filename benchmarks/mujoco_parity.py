@@ -5,10 +5,11 @@
     python benchmarks/mujoco_parity.py --variant joint --variant apart:grad_clip=per-network --no-sb3 --jobs 6
     python benchmarks/mujoco_parity.py --env Hopper-v5 --steps 1000000 --seeds 0 1 --eval-every 100000 --no-policygrad
 
-``--env Hopper-v5`` runs the zoo's ``Hopper-v4`` entry in SB3 and policygrad's Hopper-v5 preset
-(which translates that entry the same way). ``--eval-every N`` adds each run's deterministic
-evaluations during training (the same 10 episodes, statistics frozen) as a learning-curve table;
-the results are also written to ``benchmarks/results/mujoco_parity_<env>.json``.
+``--env Hopper-v5`` runs the zoo's ``Hopper-v4`` entry in SB3 and its translation in policygrad
+(``vs_sb3.ZOO_TRANSLATED``; policygrad's Hopper-v5 preset itself follows CleanRL). ``--eval-every N``
+adds each run's deterministic evaluations during training (the same 10 episodes, statistics frozen)
+as a learning-curve table; the results are also written to
+``benchmarks/results/mujoco_parity_<env>.json``.
 
 Both libraries train PPO on HalfCheetah-v5 with the hyperparameters of rl-baselines3-zoo's
 ``hyperparams/ppo.yml`` entry ``HalfCheetah-v4`` (commit 22e3ff2, the newest MuJoCo entry it
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from vs_sb3 import RESULTS, ZOO, launch, load_average  # noqa: E402 - the subprocess runner, evaluation and zoo are shared
+from vs_sb3 import RESULTS, ZOO, ZOO_TRANSLATED, launch, load_average  # noqa: E402 - the subprocess runner, evaluation and zoo are shared
 
 ENV_ID = "HalfCheetah-v5"
 ENV_IDS = ("HalfCheetah-v5", "Hopper-v5")
@@ -53,8 +54,8 @@ ZOO_IN_POLICYGRAD = dict(
 
 
 def policygrad_settings(env_id: str) -> dict[str, Any]:
-    """policygrad's translation of the zoo's entry: HalfCheetah's spelled out above, Hopper's its preset as shipped."""
-    return dict(ZOO_IN_POLICYGRAD) if env_id == ENV_ID else {}
+    """policygrad's translation of the zoo's entry: HalfCheetah's above, Hopper's ``vs_sb3.ZOO_TRANSLATED``."""
+    return dict(ZOO_IN_POLICYGRAD) if env_id == ENV_ID else dict(ZOO_TRANSLATED[env_id])
 
 
 def curve_table(rows: list[str], specs: list[tuple[str, dict[str, Any]]], results: list[dict[str, Any]]) -> str:

@@ -112,6 +112,19 @@ ZOO = {
     ),
 }  # fmt: skip
 
+#: policygrad's translation of a zoo entry whose environment's preset follows another source (the same
+#: work needs the same settings): Hopper's preset has CleanRL's settings (presets/ppo/Hopper-v5.toml says
+#: why). SB3's value loss is mean((R − V)²) and policygrad's ½·mean((R − V)²), so vf_coef doubles.
+ZOO_TRANSLATED: dict[str, dict[str, Any]] = {
+    "Hopper-v5": dict(
+        num_envs=1, rollout_steps=512, minibatch_size=32, update_epochs=5, learning_rate=9.80828e-05,
+        anneal_lr=False, gamma=0.999, gae_lambda=0.99, clip_coef=0.2, clip_value_loss=False, ent_coef=0.00229519,
+        vf_coef=2 * 0.835671, max_grad_norm=0.7, grad_clip="joint", ortho_init=False, init_log_std=-2.0,
+        activation="relu", hidden_sizes=[256, 256], normalize_obs=True, normalize_reward=True, clip_obs=10.0,
+        clip_reward=10.0, normalize_advantages=True,
+    ),
+}  # fmt: skip
+
 #: "Same work" beyond classic control (--envs): the environments whose policygrad preset translates
 #: the zoo's entry, each with the speed its target asks of policygrad's training steps/s over SB3's
 #: (issue "Beyond classic control").
@@ -663,8 +676,9 @@ def markdown(results: dict[str, Any], seeds: list[int]) -> str:
 def same_work(env_ids: list[str], seeds: list[int], steps: int, repeats: int) -> dict[str, Any]:
     """PPO with the RL zoo's hyperparameters in both libraries for ``steps`` env steps on each of ``env_ids``.
 
-    policygrad runs its preset for the environment (which translates the zoo's entry), SB3 the
-    zoo's entry itself (``ZOO``); no evaluation during training, the libraries alternating.
+    policygrad runs its preset for the environment where that translates the zoo's entry, else the
+    translation in ``ZOO_TRANSLATED``; SB3 runs the zoo's entry itself (``ZOO``); no evaluation during
+    training, the libraries alternating.
     """
     unknown = [env_id for env_id in env_ids if env_id not in SAME_WORK_TARGETS]
     if unknown:  # (CartPole's preset is policygrad's own: target 1 runs the zoo's settings there)
@@ -673,7 +687,11 @@ def same_work(env_ids: list[str], seeds: list[int], steps: int, repeats: int) ->
     pairs = [
         (
             env_id,
-            dict(algo="ppo", env_id=env_id, overrides=dict(total_steps=steps, eval_every=0, target_return=None)),
+            dict(
+                algo="ppo",
+                env_id=env_id,
+                overrides=dict(ZOO_TRANSLATED.get(env_id, {}), total_steps=steps, eval_every=0, target_return=None),
+            ),
             dict(algo="ppo", env_id=env_id, total_steps=steps),
         )
         for env_id in env_ids
