@@ -38,10 +38,9 @@ from vs_sb3 import RESULTS, ZOO, ZOO_TRANSLATED, launch, load_average  # noqa: E
 ENV_ID = "HalfCheetah-v5"
 ENV_IDS = ("HalfCheetah-v5", "Hopper-v5")
 
-#: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 (normalize: true is VecNormalize with its
-#: defaults: observations and rewards, both clipped at ±10, the reward's return discounted by gamma);
-#: vs_sb3.py --envs runs the same entry (and, for Hopper-v5, the zoo's Hopper-v4 entry).
-ZOO_HALFCHEETAH = ZOO[("ppo", ENV_ID)]
+# SB3 runs the zoo's entries from vs_sb3.ZOO: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 and
+# Hopper-v4 (normalize: true is VecNormalize with its defaults: observations and rewards, both clipped at
+# ±10, the reward's return discounted by gamma); vs_sb3.py --envs runs the same entries.
 
 #: The same settings in policygrad's terms. SB3's value loss is mean((R − V)²) and policygrad's
 #: ½·mean((R − V)²), so vf_coef doubles to give the same loss.

@@ -47,7 +47,7 @@ seeds policygrad's own evaluation plays. The load average is recorded with the r
 from __future__ import annotations
 
 import argparse
-import csv
+import itertools
 import json
 import os
 import platform
@@ -186,6 +186,7 @@ def peak_rss_mb() -> float:
 
 
 def run_policygrad(spec: dict[str, Any]) -> dict[str, Any]:
+    from policygrad.run_log import read_metrics
     from policygrad.trainer import Trainer, resolve_config
 
     overrides = dict(spec.get("overrides", {}), seed=spec["seed"])
@@ -194,9 +195,8 @@ def run_policygrad(spec: dict[str, Any]) -> dict[str, Any]:
         trainer = Trainer.new(spec["algo"], cfg, Path(tmp) / "run", quiet=True)
         trainer.run()
         summary = json.loads((Path(tmp) / "run" / "summary.json").read_text())
-        with (Path(tmp) / "run" / "metrics.csv").open() as metrics:
-            curve = [[int(row["env_step"]), float(row["eval_return_mean"])] for row in csv.DictReader(metrics)
-                     if row["eval_return_mean"]]  # fmt: skip
+        curve = [[int(row["env_step"]), float(row["eval_return_mean"])] for row in read_metrics(Path(tmp) / "run")
+                 if row.get("eval_return_mean")]  # fmt: skip
     keys = ["env_steps", "train_seconds", "eval_seconds", "steps_per_second", "final_eval_mean"]
     out = {k: summary[k] for k in keys + ["target_reached_step", "target_reached_train_seconds"]}
     out["peak_rss_mb"] = peak_rss_mb()
@@ -338,7 +338,7 @@ def _collect(envs: Any, agent: Any, n: int, steps: int, seconds: float) -> float
 
     collector = RolloutCollector(envs, agent, seed=0, sampler=rollout_sampler(agent))
     collector.reset(reset_seeds("auto", 0, n))
-    updates = iter(range(1 << 62))
+    updates = itertools.count()
     return timed(seconds, lambda: collector.collect(steps, next(updates)).rewards.numel())[0]
 
 
@@ -382,7 +382,7 @@ def preset_rollout(env_id: str, seconds: float, repeats: int) -> dict[str, Any]:
         trainer = Trainer.new("ppo", cfg, Path(scratch) / "run", preset_used, quiet=True)
         envs, agent, collector, n = trainer.envs, trainer.agent, trainer.collector, cfg.num_envs
         obs = collector.obs  # the collector's reset observations: the ceiling's first step starts there
-        updates = iter(range(1 << 62))  # the collections' update indices, continued from run to run
+        updates = itertools.count()  # the collections' update indices, continued from run to run
 
         def ceiling_step() -> int:
             nonlocal obs
