@@ -120,3 +120,20 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_numbers_of_an_uninterrupted_
     assert [(s["name"], s["iqm"]) for s in reports[0]["settings"]] == [
         (s["name"], s["iqm"]) for s in reports[1]["settings"]
     ]
+
+
+def test_resume_with_more_seeds_trains_only_the_new_runs_and_keeps_the_finished_ones(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    tiny = ["--set", "eval_every=1024", "--set", "eval_episodes=2", "--steps", "1024", "--quiet"]
+    assert main(["sweep", "a2c", "CartPole-v1", "--seeds", "0-1", "--workers", "1", "--out", str(out), *tiny]) == 0
+    finished = {seed: (out / "default" / f"seed{seed}" / "summary.json").read_bytes() for seed in (0, 1)}
+    assert main(["sweep", "--resume", str(out), "--seeds", "0-2", "--steps", "9"]) == 1  # the plan's budget stays
+    assert "--resume DIR continues" in capsys.readouterr().err
+
+    assert main(["sweep", "--resume", str(out), "--seeds", "1-2", "--workers", "1", "--quiet"]) == 0
+    plan = json.loads((out / "sweep.json").read_text())
+    assert plan["seeds"] == [0, 1, 2] and [run["seed"] for run in plan["runs"]] == [0, 1, 2]
+    for seed, summary in finished.items():
+        assert (out / "default" / f"seed{seed}" / "summary.json").read_bytes() == summary  # not trained again
+    new = json.loads((out / "default" / "seed2" / "summary.json").read_text())
+    assert new["env_steps"] >= 1024 and json.loads((out / "default/seed2/config.json").read_text())["config"]["seed"] == 2

@@ -17,11 +17,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.ray_address and args.backend != "ray":
         raise PolicygradError("--ray-address joins a Ray cluster for --backend ray; add --backend ray")
     if args.resume:
-        if args.algo or args.env_id or args.set or args.seeds or args.steps or args.out:
+        if args.algo or args.env_id or args.set or args.steps or args.out:
             raise PolicygradError(
-                "--resume DIR continues the sweep as planned in DIR/sweep.json; give only --workers and --backend"
+                "--resume DIR continues the sweep as planned in DIR/sweep.json; give only --seeds (to add seeds), "
+                "--workers and --backend"
             )
-        result = sweep(out=args.resume, resume=True, quiet=args.quiet, **where)
+        result = sweep(out=args.resume, resume=True, add_seeds=args.seeds, quiet=args.quiet, **where)
     else:
         if not (args.algo and args.env_id and args.out):
             raise PolicygradError("usage: policygrad sweep ALGO ENV_ID --seeds 0-9 --out DIR (or --resume DIR)")
@@ -91,7 +92,9 @@ def register(subparsers: Any) -> None:
     sweep = add_command(subparsers, "sweep", _cmd_sweep, "train over seeds and a grid of settings, in parallel")
     sweep.add_argument("algo", nargs="?", help="reinforce, reinforce-baseline, actor-critic, a2c or ppo")
     sweep.add_argument("env_id", nargs="?", help="a Gymnasium environment id, e.g. CartPole-v1")
-    sweep.add_argument("--seeds", help="seeds, e.g. 0-9 or 0,3,7 (default 0-9)")
+    sweep.add_argument(
+        "--seeds", help="seeds, e.g. 0-9 or 0,3,7 (default 0-9); with --resume, seeds to add to the sweep"
+    )
     sweep.add_argument("--steps", type=int, help="environment steps per run (default: the preset's)")
     sweep.add_argument(
         "--set", action="append", metavar="KEY=V1,V2", help="values to sweep (repeatable; hidden_sizes=64,64/256,256)"

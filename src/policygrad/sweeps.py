@@ -132,6 +132,17 @@ def plan_sweep(
     }
 
 
+def widen_plan(plan: dict[str, Any], seeds: Iterable[int]) -> dict[str, Any]:
+    """``plan`` with a run of every setting for each of ``seeds`` it lacks (planned runs unchanged)."""
+    new_seeds = [seed for seed in dict.fromkeys(seeds) if seed not in plan["seeds"]]
+    runs = [
+        {"setting": s["name"], "seed": seed, "dir": f"{s['name']}/seed{seed}"}
+        for s in plan["settings"]
+        for seed in new_seeds
+    ]
+    return dict(plan, seeds=plan["seeds"] + new_seeds, runs=plan["runs"] + runs)
+
+
 def read_plan(sweep_dir: Path) -> dict[str, Any]:
     """``DIR/sweep.json``, or a one-line error saying what ``DIR`` is instead."""
     path = Path(sweep_dir) / PLAN_FILE
@@ -265,9 +276,14 @@ def sweep(
     backend: str = "local",
     ray_address: str | None = None,
     resume: bool = False,
+    add_seeds: Iterable[int] | str | None = None,
     quiet: bool = True,
 ) -> dict[str, Any]:
     """Run (or, with ``resume=True``, continue) a sweep into ``out``; returns its status.
+
+    ``add_seeds`` (with ``resume=True``) widens the plan: every setting gains a run for each
+    seed it does not have yet, and the finished runs are kept, so a 3-seed sweep becomes a
+    5-seed one by training only the two new runs.
 
     ``backend="local"`` trains ``workers`` runs at a time in worker processes here (default
     one per core); ``backend="ray"`` runs each as a Ray task, ``workers`` at a time (default:
@@ -286,7 +302,11 @@ def sweep(
     with FolderLock(sweep_dir, "sweep folder"):
         if resume:
             plan = read_plan(sweep_dir)
+            widened = add_seeds is not None
+            if widened:
+                plan = widen_plan(plan, parse_seeds(add_seeds) if isinstance(add_seeds, str) else add_seeds)
         else:
+            widened = False
             if algo is None or env_id is None:
                 raise PolicygradError("name the algorithm and environment: policygrad sweep ALGO ENV_ID --out DIR")
             if (sweep_dir / PLAN_FILE).exists():
@@ -301,7 +321,7 @@ def sweep(
         else:
             pool = ProcessPool()
         try:
-            if not resume:  # written once the backend is up: a cluster out of reach leaves no half-started sweep
+            if not resume or widened:  # written once the backend is up: a cluster out of reach leaves no half-started sweep
                 write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
             return _execute(plan, sweep_dir, Path(out), workers or pool.default_workers(), quiet, pool)
         finally:
