@@ -136,4 +136,5 @@ def test_resume_with_more_seeds_trains_only_the_new_runs_and_keeps_the_finished_
     for seed, summary in finished.items():
         assert (out / "default" / f"seed{seed}" / "summary.json").read_bytes() == summary  # not trained again
     new = json.loads((out / "default" / "seed2" / "summary.json").read_text())
-    assert new["env_steps"] >= 1024 and json.loads((out / "default/seed2/config.json").read_text())["config"]["seed"] == 2
+    config = json.loads((out / "default" / "seed2" / "config.json").read_text())["config"]
+    assert new["env_steps"] >= 1024 and config["seed"] == 2

@@ -321,7 +321,8 @@ def sweep(
         else:
             pool = ProcessPool()
         try:
-            if not resume or widened:  # written once the backend is up: a cluster out of reach leaves no half-started sweep
+            # written once the backend is up: a cluster out of reach leaves no half-started sweep
+            if not resume or widened:
                 write_atomic(sweep_dir / PLAN_FILE, json.dumps(plan, indent=2).encode())
             return _execute(plan, sweep_dir, Path(out), workers or pool.default_workers(), quiet, pool)
         finally:
