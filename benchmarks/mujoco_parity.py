@@ -40,21 +40,8 @@ ENV_IDS = ("HalfCheetah-v5", "Hopper-v5")
 
 # SB3 runs the zoo's entries from vs_sb3.ZOO: rl-baselines3-zoo, hyperparams/ppo.yml, HalfCheetah-v4 and
 # Hopper-v4 (normalize: true is VecNormalize with its defaults: observations and rewards, both clipped at
-# ±10, the reward's return discounted by gamma); vs_sb3.py --envs runs the same entries.
-
-#: The same settings in policygrad's terms. SB3's value loss is mean((R − V)²) and policygrad's
-#: ½·mean((R − V)²), so vf_coef doubles to give the same loss.
-ZOO_IN_POLICYGRAD = dict(
-    num_envs=1, rollout_steps=512, minibatch_size=64, update_epochs=20, gamma=0.98, gae_lambda=0.92,
-    learning_rate=2.0633e-05, ent_coef=0.000401762, clip_coef=0.1, max_grad_norm=0.8, vf_coef=2 * 0.58096,
-    normalize_advantages=True, init_log_std=-2.0, activation="relu", hidden_sizes=[256, 256], ortho_init=False,
-    grad_clip="joint", normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0, eval_every=0,
-)  # fmt: skip
-
-
-def policygrad_settings(env_id: str) -> dict[str, Any]:
-    """policygrad's translation of the zoo's entry: HalfCheetah's above, Hopper's ``vs_sb3.ZOO_TRANSLATED``."""
-    return dict(ZOO_IN_POLICYGRAD) if env_id == ENV_ID else dict(ZOO_TRANSLATED[env_id])
+# ±10, the reward's return discounted by gamma); vs_sb3.py --envs runs the same entries. policygrad runs
+# their translation, vs_sb3.ZOO_TRANSLATED, whatever its presets hold.
 
 
 def curve_table(rows: list[str], specs: list[tuple[str, dict[str, Any]]], results: list[dict[str, Any]]) -> str:
@@ -144,7 +131,7 @@ def main() -> None:
             if row == "sb3":
                 spec.update(kind="sb3", hyperparams=ZOO[("ppo", args.env)], eval_every=args.eval_every)
             else:
-                settings = dict(policygrad_settings(args.env), total_steps=args.steps, eval_every=args.eval_every)
+                settings = dict(ZOO_TRANSLATED[args.env], total_steps=args.steps, eval_every=args.eval_every)
                 spec.update(kind="policygrad", overrides=dict(settings, **variants[row]))
             specs.append((row, spec))
     load_before = load_average()

@@ -112,10 +112,20 @@ ZOO = {
     ),
 }  # fmt: skip
 
-#: policygrad's translation of a zoo entry whose environment's preset follows another source (the same
-#: work needs the same settings): Hopper's preset has CleanRL's settings (presets/ppo/Hopper-v5.toml says
-#: why). SB3's value loss is mean((R − V)²) and policygrad's ½·mean((R − V)²), so vf_coef doubles.
+#: The zoo's MuJoCo entries (``ZOO``) in policygrad's terms, the one table that the same-work (--envs)
+#: and the learning-parity (mujoco_parity.py) benchmarks take policygrad's settings from, so that both
+#: libraries do the same work whatever a preset holds: HalfCheetah's preset is this translation, Hopper's
+#: follows CleanRL (presets/ppo/Hopper-v5.toml says why). SB3's value loss is mean((R − V)²) and
+#: policygrad's ½·mean((R − V)²), so vf_coef doubles; normalize: true is VecNormalize's defaults
+#: (observations and rewards, both clipped at ±10).
 ZOO_TRANSLATED: dict[str, dict[str, Any]] = {
+    "HalfCheetah-v5": dict(
+        num_envs=1, rollout_steps=512, minibatch_size=64, update_epochs=20, learning_rate=2.0633e-05,
+        anneal_lr=False, gamma=0.98, gae_lambda=0.92, clip_coef=0.1, clip_value_loss=False, ent_coef=0.000401762,
+        vf_coef=2 * 0.58096, max_grad_norm=0.8, grad_clip="joint", ortho_init=False, init_log_std=-2.0,
+        activation="relu", hidden_sizes=[256, 256], normalize_obs=True, normalize_reward=True, clip_obs=10.0,
+        clip_reward=10.0, normalize_advantages=True,
+    ),
     "Hopper-v5": dict(
         num_envs=1, rollout_steps=512, minibatch_size=32, update_epochs=5, learning_rate=9.80828e-05,
         anneal_lr=False, gamma=0.999, gae_lambda=0.99, clip_coef=0.2, clip_value_loss=False, ent_coef=0.00229519,
