@@ -89,6 +89,18 @@ def test_every_learner_clips_the_joint_gradient_norm_as_the_autograd_learner(alg
     assert all(m["grad_norm"] > 0.05 for m in metrics)
 
 
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_the_fused_learner_takes_the_clipped_value_loss_steps(env_id):
+    # a clip small enough that the critic's steps leave it within the epochs, so both branches are compared
+    overrides = dict(CASES["ppo"], clip_value_loss=True, clip_coef=0.02)
+    module, cfg, agent, rollouts = rollouts_and_agent("ppo", env_id, overrides)
+    ref_agent, _, _ = train_with("autograd", module, cfg, agent, rollouts)
+    plain = build_config(module.Config, {**vars(cfg), "clip_value_loss": False})
+    plain_agent, _, _ = train_with("autograd", module, plain, agent, rollouts)
+    assert not torch.allclose(ref_agent.critic[0].weight, plain_agent.critic[0].weight, rtol=1e-3)  # clipping bit
+    assert_same_steps("fused-mlp", module, cfg, agent, rollouts)
+
+
 def assert_same_steps(learner_name, module, cfg, agent, rollouts) -> list[dict]:
     """Train copies of ``agent`` on ``rollouts`` with the autograd learner and ``learner_name``: the same steps."""
     ref_agent, ref_opt, ref_metrics = train_with("autograd", module, cfg, agent, rollouts)
@@ -142,17 +154,12 @@ def test_select_takes_the_fastest_learner_that_serves_and_says_why_it_passed_oth
     clipped_values = build_config(
         ppo.Config, dict(num_envs=4, rollout_steps=16, minibatch_size=64, clip_value_loss=True)
     )
-    learner = kernels.select(agent, optimizer, clipped_values)
-    assert learner.name == "autograd" and "clip_value_loss" in kernels.describe(learner)
+    assert kernels.select(agent, optimizer, clipped_values).name == "fused-mlp"
     forced = build_config(module.Config, dict(learner="autograd"))
     assert kernels.select(agent, optimizer, forced).name == "autograd"
     assert kernels.rollout_sampler(agent, "autograd") is None and kernels.rollout_sampler(agent) is not None
-    with pytest.raises(PolicygradError, match="clip_value_loss"):
-        kernels.select(
-            agent,
-            optimizer,
-            build_config(ppo.Config, dict(clip_value_loss=True, learner="fused-mlp", minibatch_size=64)),
-        )
+    with pytest.raises(PolicygradError, match="clipped objective"):
+        kernels.select(agent, optimizer, build_config(ppo.Config, dict(learner="numpy-mlp", minibatch_size=64)))
     sgd = torch.optim.SGD(agent.parameters(), lr=0.1)
     assert "SGD" in kernels.describe(kernels.select(agent, sgd, cfg))
     assert set(kernels.LEARNERS) == set(LEARNERS)

@@ -116,9 +116,7 @@ def optimizer_refusal(optimizer: Any, params: list[nn.Parameter]) -> str | None:
 
 
 def settings_refusal(cfg: Any) -> str | None:
-    """A setting of the run this learner does not compute, or None."""
-    if getattr(cfg, "clip_value_loss", False):
-        return "clip_value_loss"
+    """A setting of the run this learner does not compute, or None (it computes every one today)."""
     return None
 
 
@@ -153,8 +151,6 @@ class FusedMLPLearner:
 
     def step(self, batch: Batch, terms: LossTerms) -> StepMetrics:
         """One step on ``batch``: the same loss, gradient and Adam step as the autograd learner."""
-        if terms.value_clip is not None:
-            raise PolicygradError(f"the {self.name} learner does not compute the clipped value loss")
         fused = self.begin()
         obs, actions, advantages, mask = batch.observations, batch.actions, batch.advantages, batch.mask
         weight = torch.where(mask, 1.0, 0.0).div_(max(float(torch.count_nonzero(mask)), 1.0))  # masked means
@@ -174,7 +170,11 @@ class FusedMLPLearner:
         error = None
         if fused.groups == 2:  # ½ vf_coef·Σ w(V − R)²: dL/dV = vf_coef · w · (V − R)
             error = out[1, 0] - batch.returns
-            torch.mul(error, weight * terms.vf_coef, out=grad_out[1, 0])
+            if terms.value_clip is not None:
+                error, grad_error = clipped_value_error(out[1, 0], batch.old_values, batch.returns, terms.value_clip)
+            else:
+                grad_error = error
+            torch.mul(grad_error, weight * terms.vf_coef, out=grad_out[1, 0])
         fused.backward(grad_out, inputs)
         entropy_input = saved if fused.discrete else fused.log_std.clone()  # log σ before the step
         norms = fused.gradient_norms()
@@ -207,6 +207,27 @@ def step_metrics(values: list[float], approx_kl: float, terms: LossTerms, groups
         value_loss=0.5 * values[rows - 1] if groups == 2 else None,
         clip_fraction=values[3] if terms.clip_coef is not None else None,
     )
+
+
+def clipped_value_error(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped value loss ½·max((V − R)², (V_clip − R)²), V_clip = V_old + clamp(V − V_old, ±clip).
+
+    Returns the error whose square is the loss term (for the metrics) and dL/dV per unit weight, as
+    autograd differentiates :func:`policygrad.losses.value_loss`: ``torch.maximum`` sends the gradient
+    to the larger square and half to each on a tie (inside the clip range the two are equal up to
+    rounding), and the clamp passes it only inside its closed range.
+    """
+    error = values - returns
+    delta = values - old_values
+    clipped_error = (old_values + delta.clamp(-clip, clip)) - returns
+    square, clipped_square = error * error, clipped_error * clipped_error
+    tie = (square == clipped_square).float().mul_(0.5)
+    to_plain = (square > clipped_square).float().add_(tie)
+    to_clipped = (clipped_square > square).float().add_(tie).mul_((delta >= -clip) & (delta <= clip))
+    grad = error * to_plain + clipped_error * to_clipped
+    return torch.where(square >= clipped_square, error, clipped_error), grad
 
 
 def raise_if_not_finite(values: list[float]) -> None:
