@@ -118,20 +118,19 @@ ZOO = {
 #: follows CleanRL (presets/ppo/Hopper-v5.toml says why). SB3's value loss is mean((R − V)²) and
 #: policygrad's ½·mean((R − V)²), so vf_coef doubles; normalize: true is VecNormalize's defaults
 #: (observations and rewards, both clipped at ±10).
+_SB3_MUJOCO = dict(  # SB3's PPO with normalize: true, and the policy_kwargs both zoo entries give
+    num_envs=1, anneal_lr=False, clip_value_loss=False, grad_clip="joint", normalize_advantages=True,
+    normalize_obs=True, normalize_reward=True, clip_obs=10.0, clip_reward=10.0,
+    ortho_init=False, init_log_std=-2.0, activation="relu", hidden_sizes=[256, 256],
+)  # fmt: skip
 ZOO_TRANSLATED: dict[str, dict[str, Any]] = {
     "HalfCheetah-v5": dict(
-        num_envs=1, rollout_steps=512, minibatch_size=64, update_epochs=20, learning_rate=2.0633e-05,
-        anneal_lr=False, gamma=0.98, gae_lambda=0.92, clip_coef=0.1, clip_value_loss=False, ent_coef=0.000401762,
-        vf_coef=2 * 0.58096, max_grad_norm=0.8, grad_clip="joint", ortho_init=False, init_log_std=-2.0,
-        activation="relu", hidden_sizes=[256, 256], normalize_obs=True, normalize_reward=True, clip_obs=10.0,
-        clip_reward=10.0, normalize_advantages=True,
+        _SB3_MUJOCO, rollout_steps=512, minibatch_size=64, update_epochs=20, learning_rate=2.0633e-05, gamma=0.98,
+        gae_lambda=0.92, clip_coef=0.1, ent_coef=0.000401762, vf_coef=2 * 0.58096, max_grad_norm=0.8,
     ),
     "Hopper-v5": dict(
-        num_envs=1, rollout_steps=512, minibatch_size=32, update_epochs=5, learning_rate=9.80828e-05,
-        anneal_lr=False, gamma=0.999, gae_lambda=0.99, clip_coef=0.2, clip_value_loss=False, ent_coef=0.00229519,
-        vf_coef=2 * 0.835671, max_grad_norm=0.7, grad_clip="joint", ortho_init=False, init_log_std=-2.0,
-        activation="relu", hidden_sizes=[256, 256], normalize_obs=True, normalize_reward=True, clip_obs=10.0,
-        clip_reward=10.0, normalize_advantages=True,
+        _SB3_MUJOCO, rollout_steps=512, minibatch_size=32, update_epochs=5, learning_rate=9.80828e-05, gamma=0.999,
+        gae_lambda=0.99, clip_coef=0.2, ent_coef=0.00229519, vf_coef=2 * 0.835671, max_grad_norm=0.7,
     ),
 }  # fmt: skip
 

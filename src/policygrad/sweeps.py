@@ -86,6 +86,11 @@ def setting_name(overrides: Mapping[str, Any]) -> str:
     return ",".join(parts)
 
 
+def seed_list(seeds: Iterable[int] | str) -> list[int]:
+    """Seeds given as text (``0-9``, ``0,3,7``) or as numbers, as a list."""
+    return parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
+
+
 def plan_sweep(
     algo: str,
     env_id: str,
@@ -119,7 +124,6 @@ def plan_sweep(
         values = dict(overrides, seed=seeds[0], **({"total_steps": steps} if steps else {}))
         resolve_config(algo, env_id, values)  # a bad field or value fails here, in one line
         settings.append({"name": name, "overrides": overrides})
-    runs = [{"setting": s["name"], "seed": seed, "dir": f"{s['name']}/seed{seed}"} for s in settings for seed in seeds]
     return {
         "format": PLAN_FORMAT,
         "algo": algo,
@@ -128,19 +132,19 @@ def plan_sweep(
         "steps": steps,
         "grid": grid,
         "settings": settings,
-        "runs": runs,
+        "runs": planned_runs(settings, seeds),
     }
+
+
+def planned_runs(settings: list[dict[str, Any]], seeds: Iterable[int]) -> list[dict[str, Any]]:
+    """One run per (setting, seed), setting by setting, each in ``<setting>/seed<k>``."""
+    return [{"setting": s["name"], "seed": seed, "dir": f"{s['name']}/seed{seed}"} for s in settings for seed in seeds]
 
 
 def widen_plan(plan: dict[str, Any], seeds: Iterable[int]) -> dict[str, Any]:
     """``plan`` with a run of every setting for each of ``seeds`` it lacks (planned runs unchanged)."""
     new_seeds = [seed for seed in dict.fromkeys(seeds) if seed not in plan["seeds"]]
-    runs = [
-        {"setting": s["name"], "seed": seed, "dir": f"{s['name']}/seed{seed}"}
-        for s in plan["settings"]
-        for seed in new_seeds
-    ]
-    return dict(plan, seeds=plan["seeds"] + new_seeds, runs=plan["runs"] + runs)
+    return dict(plan, seeds=plan["seeds"] + new_seeds, runs=plan["runs"] + planned_runs(plan["settings"], new_seeds))
 
 
 def read_plan(sweep_dir: Path) -> dict[str, Any]:
@@ -304,7 +308,7 @@ def sweep(
             plan = read_plan(sweep_dir)
             widened = add_seeds is not None
             if widened:
-                plan = widen_plan(plan, parse_seeds(add_seeds) if isinstance(add_seeds, str) else add_seeds)
+                plan = widen_plan(plan, seed_list(add_seeds))
         else:
             widened = False
             if algo is None or env_id is None:
@@ -313,7 +317,7 @@ def sweep(
                 raise PolicygradError(
                     f"{out} already holds a sweep; continue it with 'policygrad sweep --resume {out}'"
                 )
-            plan = plan_sweep(algo, env_id, parse_seeds(seeds) if isinstance(seeds, str) else seeds, grid, steps)
+            plan = plan_sweep(algo, env_id, seed_list(seeds), grid, steps)
         if backend == "ray":
             from policygrad.distributed.ray_sweep import RayTaskPool  # Ray is entered only here
 

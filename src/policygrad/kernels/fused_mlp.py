@@ -115,11 +115,6 @@ def optimizer_refusal(optimizer: Any, params: list[nn.Parameter]) -> str | None:
     return None
 
 
-def settings_refusal(cfg: Any) -> str | None:
-    """A setting of the run this learner does not compute, or None (it computes every one today)."""
-    return None
-
-
 # ----- the learner -------------------------------------------------------------------------------
 class FusedMLPLearner:
     """The learner's step with a written-out gradient on the fused layout (any algorithm's minibatch)."""
@@ -132,7 +127,7 @@ class FusedMLPLearner:
     @classmethod
     def refusal(cls, agent: Any, optimizer: Any, cfg: Any) -> str | None:
         """Why this learner cannot serve the run, or None when it can."""
-        reason = agent_refusal(agent) or settings_refusal(cfg)
+        reason = agent_refusal(agent)
         if reason is None:
             form = fused_form(agent)
             reason = "the agent does not fit the layout" if form is None else optimizer_refusal(optimizer, form[1])
@@ -169,11 +164,10 @@ class FusedMLPLearner:
         fused.head_backward(saved, one_hot, grad_log_probs, entropy_weight, grad_out[0])
         error = None
         if fused.groups == 2:  # ½ vf_coef·Σ w(V − R)²: dL/dV = vf_coef · w · (V − R)
-            error = out[1, 0] - batch.returns
-            if terms.value_clip is not None:
-                error, grad_error = clipped_value_error(out[1, 0], batch.old_values, batch.returns, terms.value_clip)
+            if terms.value_clip is None:
+                error = grad_error = out[1, 0] - batch.returns
             else:
-                grad_error = error
+                error, grad_error = clipped_value_error(out[1, 0], batch.old_values, batch.returns, terms.value_clip)
             torch.mul(grad_error, weight * terms.vf_coef, out=grad_out[1, 0])
         fused.backward(grad_out, inputs)
         entropy_input = saved if fused.discrete else fused.log_std.clone()  # log σ before the step
